@@ -1,0 +1,13 @@
+"""The one error every dataset loader raises for problems a user can fix."""
+
+from __future__ import annotations
+
+
+class DatasetError(ValueError):
+    """A dataset could not be loaded; the message is one line that says how to fix it.
+
+    The CLI prints the message without a traceback, so it never spans several lines.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))

@@ -1,0 +1,189 @@
+"""Raster-order next-token generator in the LlamaGen style (https://arxiv.org/abs/2406.06525):
+a decoder-only LLaMA transformer (RMSNorm, SwiGLU, 2D RoPE over the token grid) whose first
+position is a class embedding; label dropout trains the unconditional branch used by
+classifier-free guidance (https://arxiv.org/abs/2207.12598).
+
+Sequence layout (``L`` tokens, one class position):
+    input  = [class, t_0, t_1, ..., t_{L-2}]     (length L)
+    target = [t_0, t_1, ..., t_{L-1}]
+Position ``i`` of the input carries the 2D rotary position of target ``t_i``'s grid cell shifted by
+one, as LlamaGen does (the class token is unrotated).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from artok.generators.base import Generator, IncompatibleTokensError
+from artok.heads.categorical import CategoricalHead
+from artok.nn import KVCache, RMSNorm, TransformerBlock, rope_1d_table, rope_2d_table, swiglu_hidden_dim
+from artok.tokens import Tokens, TokenSpec
+
+
+@dataclass
+class RasterConfig:
+    """Configuration of `RasterGenerator`.
+
+    Args:
+        token_spec: the `TokenSpec` (as a dict) of the tokens this model generates; discrete, one id
+            per position, on a grid or a 1D sequence.
+        num_classes: class labels; index ``num_classes`` is the "no class" (unconditional) label.
+        dim, depth, num_heads: transformer width, layers, heads.
+        hidden_dim: SwiGLU hidden size (None: LLaMA's 8/3 rule).
+        class_dropout: probability of replacing the label by "no class" in training (for CFG).
+        dropout: residual / attention dropout.
+        rope_base: rotary base.
+        rope_2d: 2D rotary positions over the grid (else 1D over the sequence).
+    """
+
+    token_spec: dict
+    num_classes: int = 10
+    dim: int = 256
+    depth: int = 4
+    num_heads: int = 4
+    hidden_dim: int | None = None
+    class_dropout: float = 0.1
+    dropout: float = 0.0
+    rope_base: float = 10000.0
+    rope_2d: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.token_spec, TokenSpec):
+            self.token_spec = self.token_spec.to_dict()
+        RasterGenerator.check_spec(self.spec)
+        if self.num_classes < 1:
+            raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
+        if self.spec.layout == "sequence":
+            self.rope_2d = False
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if self.rope_2d and (self.dim // self.num_heads) % 4:
+            raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {self.dim // self.num_heads}")
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
+
+    @property
+    def spec(self) -> TokenSpec:
+        return TokenSpec.from_dict(self.token_spec)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.spec.vocab_size
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        spec = self.spec
+        return spec.grid if spec.layout == "grid" else (1, spec.length)
+
+    @property
+    def seq_len(self) -> int:
+        return self.spec.seq_len
+
+
+class RasterGenerator(Generator):
+    """Decoder-only transformer over raster-ordered discrete tokens with a class prefix."""
+
+    def __init__(self, config: RasterConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.token_embedding = nn.Embedding(config.vocab_size, config.dim)
+        self.class_embedding = nn.Embedding(config.num_classes + 1, config.dim)
+        hidden = config.hidden_dim or swiglu_hidden_dim(config.dim)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(config.dim, config.num_heads, hidden, dropout=config.dropout) for _ in range(config.depth)
+        )
+        self.norm = RMSNorm(config.dim)
+        self.head = CategoricalHead(config.dim, config.vocab_size)
+        head_dim = config.dim // config.num_heads
+        if config.rope_2d:
+            rope = rope_2d_table(config.grid, head_dim, config.rope_base, num_prefix=1)
+        else:
+            rope = rope_1d_table(config.seq_len, head_dim, config.rope_base, num_prefix=1)
+        self.register_buffer("rope", rope, persistent=False)
+        causal = torch.ones(config.seq_len, config.seq_len, dtype=torch.bool).tril()
+        self.register_buffer("causal_mask", causal, persistent=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    @classmethod
+    def check_spec(cls, spec: TokenSpec) -> None:
+        if spec.kind != "discrete" or spec.subtokens != 1 or spec.layout not in ("grid", "sequence"):
+            raise IncompatibleTokensError(
+                f"the raster generator models one discrete id per position on a grid or sequence; got {spec.kind} "
+                f"tokens with layout {spec.layout!r} and {spec.subtokens} sub-tokens. Use a VQ/FSQ/LFQ/BSQ tokenizer "
+                "(or the dimension-wise / next-scale generators for PTQ / multi-scale tokens)."
+            )
+
+    @property
+    def spec(self) -> TokenSpec:
+        return self.config.spec
+
+    @property
+    def null_class(self) -> int:
+        return self.config.num_classes
+
+    # -- model ---------------------------------------------------------------------------------
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.token_embedding(ids)
+
+    def embed_class(self, labels: torch.Tensor) -> torch.Tensor:
+        """``B`` labels (``num_classes`` = unconditional) -> ``B x 1 x dim``."""
+        return self.class_embedding(labels).unsqueeze(1)
+
+    def transformer(self, x: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the blocks over embeddings ``x`` (``B x T x dim``) at positions ``input_pos``.
+
+        Without ``input_pos`` this is a causal pass over positions ``0..T-1`` (training, recompute);
+        with it, keys/values are written to and read from the static caches (`setup_cache`).
+        """
+        if input_pos is None:
+            rope, mask, causal = self.rope[: x.shape[1]], None, True
+        else:
+            rope, causal = self.rope[input_pos], False
+            mask = self.causal_mask[input_pos]
+        for block in self.blocks:
+            x = block(x, rope=rope, mask=mask, input_pos=input_pos, is_causal=causal)
+        return self.norm(x)
+
+    def forward(self, ids: torch.Tensor, labels: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for every input position.
+
+        Without cache: ``ids`` ``B x T`` (T < L) are the tokens after the class prefix; returns
+        ``B x (T+1) x V`` (predictions of ``t_0 .. t_T``).
+        """
+        x = torch.cat([self.embed_class(labels), self.embed(ids)], dim=1)
+        return self.head(self.transformer(x, input_pos))
+
+    def loss(self, tokens: Tokens, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.check_spec(tokens.spec)
+        ids = tokens.ids
+        labels = cond
+        if self.training and self.config.class_dropout > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        x = torch.cat([self.embed_class(labels), self.embed(ids[:, :-1])], dim=1)
+        hidden = self.transformer(x)
+        return {"loss": self.head.loss(hidden, ids)}
+
+    # -- cache ---------------------------------------------------------------------------------
+    def setup_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> None:
+        """Allocate a static KV cache of ``seq_len`` positions for ``batch_size`` rows."""
+        param = next(self.parameters())
+        for block in self.blocks:
+            attention = block.attention
+            attention.kv_cache = KVCache(
+                batch_size, attention.num_heads, self.config.seq_len, attention.head_dim, dtype or param.dtype, param.device
+            )
+
+    def clear_cache(self) -> None:
+        for block in self.blocks:
+            block.attention.kv_cache = None

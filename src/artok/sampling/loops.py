@@ -1,0 +1,120 @@
+"""Sampling loops for raster next-token generators (gpt-fast style: `prefill` and
+`decode_one_token` are free functions with static shapes that a later step can compile or
+capture into CUDA graphs).
+
+Classifier-free guidance runs as one doubled batch: rows ``[0, B)`` carry the labels, rows
+``[B, 2B)`` the "no class" label; both halves receive the same sampled token.
+
+`sample_raster` (static KV cache) and `sample_raster_recompute` (full recompute of the prefix
+at every step) consume the random generator identically and, up to floating-point summation
+order, produce the same tokens for the same seed; the test suite checks they are equal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from artok.sampling.kv_cache import static_kv_cache
+from artok.sampling.logits import cfg_combine, logits_to_probs, sample_from_probs
+from artok.sampling.schedules import CFG_SCHEDULES, cfg_scale_at
+from artok.tokens import Tokens
+
+
+@dataclass
+class SamplerConfig:
+    """Sampling options stored with a checkpoint as its defaults.
+
+    Args:
+        temperature: softmax temperature (> 0).
+        top_k: keep the k most likely tokens (0 = all).
+        top_p: nucleus mass (1.0 = off).
+        cfg_scale: classifier-free guidance scale (1.0 = no guidance, and no doubled batch).
+        cfg_schedule: ``"constant"`` or ``"linear"`` (ramps from 1 to ``cfg_scale``).
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    cfg_scale: float = 1.0
+    cfg_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if self.cfg_schedule not in CFG_SCHEDULES:
+            raise ValueError(f"cfg_schedule must be one of {CFG_SCHEDULES}, got {self.cfg_schedule!r}")
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.cfg_scale != 1.0 or self.cfg_schedule != "constant"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def guided_labels(generator, labels: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
+    """Labels of the (possibly doubled) batch: ``[labels, null]`` under CFG, else ``labels``."""
+    if not config.uses_cfg:
+        return labels
+    return torch.cat([labels, torch.full_like(labels, generator.null_class)])
+
+
+def next_token(
+    logits: torch.Tensor, step: int, num_steps: int, config: SamplerConfig, rng: torch.Generator | None
+) -> torch.Tensor:
+    """Last-position logits of the (doubled) batch -> sampled ids for every row (``rows``)."""
+    if config.uses_cfg:
+        cond, uncond = logits.chunk(2)
+        logits = cfg_combine(cond.float(), uncond.float(), cfg_scale_at(step, num_steps, config.cfg_scale, config.cfg_schedule))
+    ids = sample_from_probs(logits_to_probs(logits, config.temperature, config.top_k, config.top_p), rng)
+    return torch.cat([ids, ids]) if config.uses_cfg else ids
+
+
+def prefill(model, labels: torch.Tensor) -> torch.Tensor:
+    """Write the class position into the cache; return logits for the first token (``rows x V``)."""
+    input_pos = torch.zeros(1, dtype=torch.long, device=labels.device)
+    return model.head(model.transformer(model.embed_class(labels), input_pos))[:, -1]
+
+
+def decode_one_token(model, ids: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
+    """Feed one token per row (``rows``) at ``input_pos`` (shape ``1``); return next logits ``rows x V``."""
+    return model.head(model.transformer(model.embed(ids[:, None]), input_pos))[:, -1]
+
+
+@torch.no_grad()
+def sample_raster(generator, labels: torch.Tensor, config: SamplerConfig, rng: torch.Generator | None = None) -> Tokens:
+    """Sample ``len(labels)`` token sequences with a static KV cache."""
+    seq_len = generator.config.seq_len
+    rows = guided_labels(generator, labels, config)
+    out = torch.empty(labels.shape[0], seq_len, dtype=torch.long, device=labels.device)
+    with static_kv_cache(generator, rows.shape[0]):
+        ids = next_token(prefill(generator, rows), 0, seq_len, config, rng)
+        out[:, 0] = ids[: labels.shape[0]]
+        for step in range(1, seq_len):
+            input_pos = torch.tensor([step], device=labels.device)
+            ids = next_token(decode_one_token(generator, ids, input_pos), step, seq_len, config, rng)
+            out[:, step] = ids[: labels.shape[0]]
+    return Tokens(generator.spec, ids=out)
+
+
+@torch.no_grad()
+def sample_raster_recompute(
+    generator, labels: torch.Tensor, config: SamplerConfig, rng: torch.Generator | None = None
+) -> Tokens:
+    """Reference sampler: recompute the whole prefix at every step (no cache). Slow; for tests."""
+    seq_len = generator.config.seq_len
+    rows = guided_labels(generator, labels, config)
+    prefix = torch.empty(rows.shape[0], 0, dtype=torch.long, device=labels.device)
+    for step in range(seq_len):
+        logits = generator(prefix, rows)[:, -1]
+        ids = next_token(logits, step, seq_len, config, rng)
+        prefix = torch.cat([prefix, ids[:, None]], dim=1)
+    return Tokens(generator.spec, ids=prefix[: labels.shape[0]])
