@@ -56,7 +56,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
         raise DatasetError(
-            f"{path} holds {len(raw) - header} data bytes but its IDX header {shape} needs {expected}; download it again"
+            f"{path} holds {len(raw) - header} data bytes but its IDX header {shape} needs {expected}; "
+            "download it again"
         )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 

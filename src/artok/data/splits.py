@@ -43,11 +43,11 @@ def stratified_test_mask(labels: torch.Tensor, test_fraction: float, seed: int) 
     return torch.from_numpy(mask)
 
 
-def first_per_class_mask(labels: torch.Tensor, train_per_class: int) -> torch.Tensor:
-    """``N`` bool test mask: within each class, images after the first ``train_per_class`` are test."""
+def first_per_class_mask(labels: torch.Tensor, count: int) -> torch.Tensor:
+    """``N`` bool mask marking, within each class, its first ``count`` images (in index order)."""
     mask = np.zeros(labels.shape[0], dtype=bool)
     for indices in _class_indices(labels):
-        mask[indices[train_per_class:]] = True
+        mask[indices[:count]] = True
     return torch.from_numpy(mask)
 
 
@@ -68,7 +68,7 @@ def stratified_subset(labels: torch.Tensor, limit: int, seed: int) -> torch.Tens
     order = np.argsort(-(quotas - counts), kind="stable")
     counts[order[: limit - counts.sum()]] += 1
     rng = np.random.RandomState(seed)
-    chosen = [group[rng.permutation(group.size)[:count]] for group, count in zip(groups, counts)]
+    chosen = [group[rng.permutation(group.size)[:count]] for group, count in zip(groups, counts, strict=True)]
     return torch.from_numpy(np.sort(np.concatenate(chosen)))
 
 

@@ -48,6 +48,7 @@ class ReferenceClassifierConfig:
         num_classes: number of classes (at least 2).
         width: channels of the first stage; later stages use 2x and 4x.
         feature_dim: size of the penultimate features that `ReferenceClassifier.features` returns.
+        pooled_size: side of the average-pooled grid that feeds the feature layer.
     """
 
     in_channels: int = 1
@@ -55,6 +56,7 @@ class ReferenceClassifierConfig:
     num_classes: int = 10
     width: int = 32
     feature_dim: int = 128
+    pooled_size: int = 4
 
     def __post_init__(self) -> None:
         size = self.image_size
@@ -65,8 +67,11 @@ class ReferenceClassifierConfig:
             raise ValueError(f"in_channels must be positive, got {self.in_channels}")
         if self.num_classes < 2:
             raise ValueError(f"a classifier needs num_classes >= 2, got {self.num_classes}")
-        if self.width < 1 or self.feature_dim < 1:
-            raise ValueError(f"width and feature_dim must be positive, got {self.width} and {self.feature_dim}")
+        if min(self.width, self.feature_dim, self.pooled_size) < 1:
+            raise ValueError(
+                f"width, feature_dim and pooled_size must be positive, got {self.width}, {self.feature_dim}, "
+                f"{self.pooled_size}"
+            )
 
 
 def _conv_block(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -78,8 +83,9 @@ def _conv_block(in_channels: int, out_channels: int) -> list[nn.Module]:
 
 
 class ReferenceClassifier(nn.Module):
-    """Three conv stages (``width``, ``2 width``, ``4 width`` channels; two 2x max-pools), global
-    average pooling, a ``feature_dim`` ReLU layer (the features) and a linear head (the logits).
+    """Three conv stages (``width``, ``2 width``, ``4 width`` channels; two 2x max-pools), average
+    pooling to a ``pooled_size`` grid, a ``feature_dim`` ReLU layer (the features) and a linear
+    head (the logits).
 
     Shapes: images ``B x in_channels x H x W`` in [-1, 1] -> features ``B x feature_dim``
     -> logits ``B x num_classes``.
@@ -96,9 +102,11 @@ class ReferenceClassifier(nn.Module):
             *_conv_block(2 * w, 2 * w),
             nn.MaxPool2d(2),
             *_conv_block(2 * w, 4 * w),
-            nn.AdaptiveAvgPool2d(1),
+            # A coarse grid rather than global pooling keeps where things are (a sleeve, a stroke),
+            # which small-image classes depend on.
+            nn.AdaptiveAvgPool2d(config.pooled_size),
             nn.Flatten(),
-            nn.Linear(4 * w, config.feature_dim),
+            nn.Linear(4 * w * config.pooled_size**2, config.feature_dim),
             nn.ReLU(inplace=True),
         )
         self.head = nn.Linear(config.feature_dim, config.num_classes)

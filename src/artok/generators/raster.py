@@ -19,6 +19,7 @@ from torch import nn
 
 from artok.generators.base import Generator, IncompatibleTokensError
 from artok.heads.categorical import CategoricalHead
+from artok.hub import register_model
 from artok.nn import KVCache, RMSNorm, TransformerBlock, rope_1d_table, rope_2d_table, swiglu_hidden_dim
 from artok.tokens import Tokens, TokenSpec
 
@@ -83,8 +84,11 @@ class RasterConfig:
         return self.spec.seq_len
 
 
+@register_model("raster")
 class RasterGenerator(Generator):
     """Decoder-only transformer over raster-ordered discrete tokens with a class prefix."""
+
+    config_class = RasterConfig
 
     def __init__(self, config: RasterConfig) -> None:
         super().__init__()

@@ -89,3 +89,26 @@ def all_reduce_(tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
         if op == "mean":
             tensor /= torch.distributed.get_world_size()
     return tensor
+
+
+def linear_fp32(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply an ``nn.Linear`` (or ``nn.Identity``) in fp32 without changing the module's own dtype."""
+    if isinstance(layer, nn.Identity):
+        return x
+    return torch.nn.functional.linear(x, layer.weight.float(), None if layer.bias is None else layer.bias.float())
+
+
+def usage_metrics(counts: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Batch perplexity and used fraction from a histogram of ids (``counts``: ``codebook_size``)."""
+    counts = counts.detach().float()
+    probs = counts / counts.sum().clamp_min(1)
+    entropy = -(probs * probs.clamp_min(1e-12).log()).sum()
+    return {"perplexity": entropy.exp(), "batch_usage": (counts > 0).float().mean()}
+
+
+def id_histogram(ids: torch.Tensor, codebook_size: int) -> torch.Tensor:
+    """Counts of each id in ``ids`` (negative ids, e.g. dropped levels, are ignored), all-reduced
+    across ranks when torch.distributed is initialised."""
+    ids = ids.reshape(-1)
+    counts = torch.bincount(ids[ids >= 0], minlength=codebook_size).float()
+    return all_reduce_(counts)

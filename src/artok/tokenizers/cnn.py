@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from artok.hub import register_model
 from artok.quantizers import build_quantizer
 from artok.tokenizers.base import Tokenizer
 from artok.tokens import TokenSpec
@@ -127,8 +128,11 @@ class Decoder(nn.Module):
         return self.layers(z)
 
 
+@register_model("cnn_tokenizer")
 class CNNTokenizer(Tokenizer):
     """Conv encoder -> quantizer -> conv decoder. Images ``B x C x S x S`` in [-1, 1]."""
+
+    config_class = CNNTokenizerConfig
 
     def __init__(self, config: CNNTokenizerConfig) -> None:
         super().__init__()

@@ -1,0 +1,233 @@
+"""End-to-end recipes the CLI calls: presets per dataset, tokenizer and generator evaluation,
+sampling images, and the demo (train tokenizer -> encode -> train generator -> sample -> report).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from artok.data import ImageDataset, load_dataset
+from artok.evaluation import CodebookStats, Report, evaluate_generation, get_reference_classifier, psnr, reference_fd, ssim
+from artok.generators import RasterConfig, RasterGenerator
+from artok.hub import from_pretrained, save_pretrained
+from artok.sampling import SamplerConfig, sample_raster
+from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig, Tokenizer
+from artok.training import TrainConfig, encode_dataset, train_generator, train_tokenizer
+
+CLASSIFIER_DATASETS = ("digits", "mnist", "fashion-mnist")
+
+
+@dataclass
+class Preset:
+    """Default model sizes and schedules for one dataset (tuned for a 2-core CPU on `digits`)."""
+
+    tokenizer: CNNTokenizerConfig
+    generator: dict
+    tokenizer_train: TrainConfig
+    generator_train: TrainConfig
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(cfg_scale=3.0))
+    samples_per_class: int = 50
+
+
+def preset_for(dataset: ImageDataset) -> Preset:
+    """Defaults for ``dataset``: the 16x16 ``digits`` set gets a 4x4 token grid, 28x28 sets a 7x7 one."""
+    channels, (height, _) = dataset.channels, dataset.image_size
+    small = height <= 16
+    tokenizer = CNNTokenizerConfig(
+        in_channels=channels,
+        image_size=height,
+        base_channels=32 if small else 64,
+        channel_multipliers=(1, 2, 2),
+        latent_dim=32,
+        quantizer="vq",
+        quantizer_options={"codebook_size": 128 if small else 512, "codebook_dim": 8, "dead_code_threshold": 0.02},
+    )
+    generator = {"dim": 192, "depth": 4, "num_heads": 4, "dropout": 0.1, "class_dropout": 0.1} if small else {
+        "dim": 384, "depth": 8, "num_heads": 6, "dropout": 0.1, "class_dropout": 0.1}
+    tokenizer_train = TrainConfig(steps=600 if small else 3000, batch_size=64, lr=2e-3, warmup_steps=50, log_every=10)
+    generator_train = TrainConfig(
+        steps=800 if small else 6000, batch_size=128, lr=1e-3, warmup_steps=50, ema_decay=0.99 if small else 0.999,
+        log_every=10,
+    )
+    return Preset(tokenizer, generator, tokenizer_train, generator_train)
+
+
+@torch.no_grad()
+def evaluate_tokenizer(tokenizer: Tokenizer, dataset: ImageDataset, batch_size: int = 256, device: str = "cpu") -> dict:
+    """PSNR, SSIM, codebook usage and perplexity of ``tokenizer`` on every image of ``dataset``."""
+    tokenizer.to(device).eval()
+    spec = tokenizer.spec
+    stats = CodebookStats(spec.vocab_size) if spec.kind == "discrete" else None
+    psnr_sum = ssim_sum = 0.0
+    for start in range(0, len(dataset), batch_size):
+        images, _ = dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))), device)
+        tokens = tokenizer.encode(images)
+        reconstruction = tokenizer.decode(tokens)
+        psnr_sum += psnr(reconstruction, images) * images.shape[0]
+        ssim_sum += ssim(reconstruction, images) * images.shape[0]
+        if stats is not None:
+            stats.update(tokens.ids.cpu())
+    metrics = {"psnr": psnr_sum / len(dataset), "ssim": ssim_sum / len(dataset), "bits_per_image": spec.bits_per_image}
+    if stats is not None:
+        metrics.update(codebook_usage=stats.usage, perplexity=stats.perplexity, codebook_size=spec.vocab_size)
+    return metrics
+
+
+@torch.no_grad()
+def sample_images(
+    generator: RasterGenerator,
+    tokenizer: Tokenizer,
+    labels: torch.Tensor,
+    sampler: SamplerConfig,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> torch.Tensor:
+    """Class-conditional images (``N x C x H x W`` in [-1, 1]) for ``labels``; deterministic in ``seed``."""
+    device = next(generator.parameters()).device
+    rng = torch.Generator(device=device).manual_seed(seed)
+    images = []
+    for start in range(0, labels.shape[0], batch_size):
+        tokens = sample_raster(generator, labels[start : start + batch_size].to(device), sampler, rng)
+        images.append(tokenizer.decode(tokens).cpu())
+    return torch.cat(images)
+
+
+def evaluate_samples(dataset_name: str, images: torch.Tensor, labels: torch.Tensor, train: ImageDataset, test: ImageDataset,
+                     device: str = "cpu", progress: bool = True) -> dict:
+    """Class accuracy and FD of samples under the dataset's reference classifier, with the real FD floor."""
+    if dataset_name not in CLASSIFIER_DATASETS:
+        return {}
+    classifier = get_reference_classifier(dataset_name, device=device, progress=progress)
+    metrics = evaluate_generation(classifier, images, labels, test)
+    metrics["fd_reference"] = reference_fd(classifier, train, test, n=min(images.shape[0], len(train)))
+    return metrics
+
+
+@dataclass
+class DemoConfig:
+    """Options of `run_demo` (the CLI's ``artok demo``)."""
+
+    dataset: str = "digits"
+    out: str = "runs/demo"
+    device: str = "cpu"
+    steps: int | None = None
+    tokenizer_steps: int | None = None
+    samples_per_class: int | None = None
+    cfg_scale: float | None = None
+    seed: int = 0
+    resume: bool = False
+    progress: bool = True
+    limit: int | None = None
+
+
+def run_demo(config: DemoConfig) -> dict:
+    """Train a tokenizer and a class-conditional generator on ``config.dataset``, sample, evaluate,
+    and write ``report.html``, ``metrics.json`` and both models under ``config.out``."""
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = load_dataset(config.dataset, "train", limit=config.limit)
+    test = load_dataset(config.dataset, "test")
+    preset = preset_for(train)
+    timings = {}
+
+    tokenizer_train = replace(preset.tokenizer_train, device=config.device, seed=config.seed, progress=config.progress)
+    if config.tokenizer_steps:
+        tokenizer_train = replace(tokenizer_train, steps=config.tokenizer_steps)
+    tokenizer = CNNTokenizer(preset.tokenizer)
+    tick = time.perf_counter()
+    tokenizer_result = train_tokenizer(tokenizer, train, tokenizer_train, out_dir=out / "tokenizer", resume=config.resume)
+    timings["tokenizer_train_s"] = time.perf_counter() - tick
+    save_pretrained(tokenizer, out / "tokenizer", extra={"dataset": config.dataset})
+    tokenizer_metrics = evaluate_tokenizer(tokenizer, test, device=config.device)
+
+    tick = time.perf_counter()
+    tokens = encode_dataset(tokenizer, train, device=config.device, progress=config.progress)
+    timings["encode_s"] = time.perf_counter() - tick
+    generator_train = replace(preset.generator_train, device=config.device, seed=config.seed, progress=config.progress)
+    if config.steps:
+        generator_train = replace(generator_train, steps=config.steps)
+    generator_config = RasterConfig(token_spec=tokenizer.spec.to_dict(), num_classes=train.num_classes, **preset.generator)
+    generator = RasterGenerator(generator_config)
+    tick = time.perf_counter()
+    generator_result = train_generator(
+        generator, tokens, train.labels, generator_train, out_dir=out / "generator", resume=config.resume
+    )
+    timings["generator_train_s"] = time.perf_counter() - tick
+    generator = generator_result.final_model.eval()
+    sampler = preset.sampler if config.cfg_scale is None else replace(preset.sampler, cfg_scale=config.cfg_scale)
+    save_pretrained(generator, out / "generator", extra={
+        "sampling": sampler.to_dict(), "tokenizer": str((out / "tokenizer").resolve()), "dataset": config.dataset,
+        "class_names": train.class_names})
+
+    per_class = config.samples_per_class or preset.samples_per_class
+    labels = torch.arange(train.num_classes).repeat_interleave(per_class)
+    tick = time.perf_counter()
+    images = sample_images(generator, tokenizer, labels, sampler, seed=config.seed)
+    timings["sample_s"] = time.perf_counter() - tick
+    generation_metrics = evaluate_samples(config.dataset, images, labels, train, test, progress=config.progress)
+
+    metrics = {f"tokenizer.{k}": v for k, v in tokenizer_metrics.items()}
+    metrics.update({f"generator.{k}": v for k, v in generation_metrics.items()})
+    metrics.update({
+        "generator.params": sum(p.numel() for p in generator.parameters()),
+        "tokenizer.params": sum(p.numel() for p in tokenizer.parameters()),
+        "generator.sample_seconds_per_image": timings["sample_s"] / labels.shape[0],
+        "dataset": config.dataset, "train_images": len(train), "test_images": len(test),
+        "tokenizer.steps": tokenizer_train.steps, "generator.steps": generator_train.steps,
+        **{f"time.{k}": v for k, v in timings.items()},
+    })
+    metrics["seconds_total"] = time.perf_counter() - started
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    _demo_report(out, config, train, test, tokenizer, images, per_class, tokenizer_result, generator_result, metrics, sampler)
+    return metrics
+
+
+def _demo_report(out, config, train, test, tokenizer, images, per_class, tokenizer_result, generator_result, metrics, sampler):
+    report = Report(f"artok demo: {config.dataset}")
+    report.add_text(
+        f"A {metrics['tokenizer.params'] / 1e6:.2f}M-parameter VQ tokenizer ({tokenizer.spec.grid[0]}x{tokenizer.spec.grid[1]} "
+        f"tokens, {tokenizer.spec.vocab_size} codes) and a {metrics['generator.params'] / 1e6:.2f}M-parameter "
+        f"LlamaGen-style generator trained on {len(train)} {config.dataset} images in "
+        f"{metrics['seconds_total']:.0f} s; samples use CFG scale {sampler.cfg_scale} ({sampler.cfg_schedule})."
+    )
+    report.add_heading("Metrics")
+    report.add_metrics_table({k: v for k, v in metrics.items() if not k.startswith("time.")})
+    shown = min(len(test), 16)
+    real, _ = test.batch(torch.arange(shown))
+    reconstruction = tokenizer.decode(tokenizer.encode(real.to(next(tokenizer.parameters()).device))).cpu()
+    report.add_heading("Reconstructions")
+    report.add_image_grid(torch.cat([real, reconstruction]), nrow=shown, caption="top: real test images; bottom: reconstructed",
+                          row_labels=["real", "recon"])
+    report.add_heading("Class-conditional samples")
+    columns = min(per_class, 12)
+    grid = images.view(train.num_classes, per_class, *images.shape[1:])[:, :columns].flatten(0, 1)
+    report.add_image_grid(grid, nrow=columns, caption="one row per class", row_labels=train.class_names)
+    report.add_heading("Training curves")
+    for name, result in (("tokenizer", tokenizer_result), ("generator", generator_result)):
+        steps = [h["step"] for h in result.history]
+        report.add_plot((steps, {f"{name} loss": [h["loss"] for h in result.history]}), caption=f"{name} training loss",
+                        xlabel="step", ylabel="loss", logy=True)
+    report.save(out / "report.html")
+
+
+def load_pair(generator_dir: str | Path, tokenizer_dir: str | Path | None = None, device: str = "cpu"):
+    """Load a generator and its tokenizer (by default the one recorded in the generator's config)."""
+    generator = from_pretrained(generator_dir, device)
+    tokenizer_dir = tokenizer_dir or generator.extra.get("tokenizer")
+    if tokenizer_dir is None:
+        raise ValueError(f"{generator_dir} does not record its tokenizer; pass --tokenizer DIR")
+    tokenizer = from_pretrained(tokenizer_dir, device)
+    if tokenizer.spec != generator.spec:
+        raise ValueError(f"tokenizer {tokenizer_dir} emits {tokenizer.spec}, but the generator models {generator.spec}")
+    return generator, tokenizer
+
+
+def demo_config_dict(config: DemoConfig) -> dict:
+    return asdict(config)

@@ -1,0 +1,55 @@
+"""Train a generator on tokens: images are encoded once with the (frozen) tokenizer, then the
+generator trains on the token tensors (no re-encoding every epoch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from artok.data.base import ImageDataset
+from artok.generators.base import Generator
+from artok.tokenizers.base import Tokenizer
+from artok.tokens import Tokens
+from artok.training.loop import TrainConfig, TrainResult, batch_indices, train
+
+
+@torch.no_grad()
+def encode_dataset(
+    tokenizer: Tokenizer, dataset: ImageDataset, batch_size: int = 256, device: str = "cpu", progress: bool = True
+) -> Tokens:
+    """Encode every image of ``dataset`` into one `Tokens` batch (on CPU)."""
+    tokenizer.to(device).eval()
+    chunks = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc="encode", disable=not progress, leave=False):
+        images, _ = dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))), device)
+        chunks.append(tokenizer.encode(images).to("cpu"))
+    spec = chunks[0].spec
+    if spec.kind == "discrete":
+        return Tokens(spec, ids=torch.cat([c.ids for c in chunks]))
+    return Tokens(spec, values=torch.cat([c.values for c in chunks]))
+
+
+def train_generator(
+    generator: Generator,
+    tokens: Tokens,
+    labels: torch.Tensor,
+    config: TrainConfig,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    eval_fn=None,
+) -> TrainResult:
+    """Train ``generator`` on pre-computed ``tokens`` with class ``labels``."""
+    generator.check_spec(tokens.spec)
+    if labels.shape[0] != tokens.batch_size:
+        raise ValueError(f"{tokens.batch_size} token sequences but {labels.shape[0]} labels")
+    torch.manual_seed(config.seed)
+
+    def loss_fn(model, step):
+        index = batch_indices(tokens.batch_size, config.batch_size, step, config.seed)
+        batch = tokens[index].to(config.device)
+        return {**model.loss(batch, labels[index].to(config.device)), "batch_size": index.shape[0]}
+
+    return train(generator, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="generator")
