@@ -13,6 +13,7 @@ for small sample counts).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,13 +40,21 @@ def feature_statistics(features: torch.Tensor | np.ndarray) -> FeatureStatistics
     return FeatureStatistics(mean=array.mean(axis=0), covariance=np.cov(array, rowvar=False).reshape(array.shape[1], -1), count=array.shape[0])
 
 
+def _sqrtm(matrix: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``scipy.linalg.sqrtm`` and whether scipy found the matrix singular (it warns, not raises)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", linalg.LinAlgWarning)
+        root = linalg.sqrtm(matrix)
+    return root, any(issubclass(w.category, linalg.LinAlgWarning) for w in caught)
+
+
 def frechet_distance(
     mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
 ) -> float:
     """Frechet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)``.
 
     The matrix square root of ``sigma1 @ sigma2`` comes from ``scipy.linalg.sqrtm``. When the
-    product is singular (e.g. fewer samples than dimensions, or dead ReLU features) and the root
+    product is singular (e.g. fewer samples than dimensions, or dead ReLU features) or the root
     is not finite, ``eps`` is added to both diagonals and the root retried. Round-off leaves a
     small imaginary part in the root, which is dropped; a large one raises ``ValueError``.
     """
@@ -58,10 +67,10 @@ def frechet_distance(
         raise ValueError(f"covariances must be {dim} x {dim}, got {sigma1.shape} and {sigma2.shape}")
 
     difference = mu1 - mu2
-    root = linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(root).all():
+    root, singular = _sqrtm(sigma1 @ sigma2)
+    if singular or not np.isfinite(root).all():
         offset = np.eye(dim) * eps
-        root = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        root, _ = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
     if np.iscomplexobj(root):
         # Relative tolerance: the imaginary parts scale with the covariances themselves.
         scale = max(1.0, float(np.abs(root.real).max()))

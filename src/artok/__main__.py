@@ -1,0 +1,5 @@
+import sys
+
+from artok.cli.main import main
+
+sys.exit(main())

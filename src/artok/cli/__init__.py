@@ -1,0 +1,1 @@
+"""artok command line."""

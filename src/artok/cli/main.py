@@ -1,0 +1,302 @@
+"""``artok`` command line: thin wrappers that parse arguments, call the library and print.
+
+User errors (bad paths, bad configs, incompatible models) are printed as one line
+(``artok: error: ...``) with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+EPILOG = "Run 'artok <command> --help' for the options of a command."
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default: cpu)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation, batch order and sampling (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _add_sampling(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sampling (defaults: the values stored with the generator)")
+    group.add_argument("--cfg-scale", type=float, help="classifier-free guidance scale (1 = off)")
+    group.add_argument("--cfg-schedule", choices=("constant", "linear"), help="guidance schedule over the sequence")
+    group.add_argument("--temperature", type=float, help="softmax temperature")
+    group.add_argument("--top-k", type=int, help="keep the k most likely tokens (0 = all)")
+    group.add_argument("--top-p", type=float, help="nucleus sampling mass (1 = off)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="artok",
+        description="artok: image tokenizers, autoregressive generators, fast samplers and evaluation.",
+        epilog=EPILOG,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="train a tokenizer and a class-conditional generator, sample, and write an HTML report",
+        description="Train a VQ tokenizer and a LlamaGen-style class-conditional generator on a built-in dataset, "
+        "sample a grid with one row per class, score it with the dataset's reference classifier, and write "
+        "OUT/report.html and OUT/metrics.json.",
+    )
+    demo.add_argument("--dataset", default="digits", help="digits (default), mnist, fashion-mnist or folder:PATH")
+    demo.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    demo.add_argument("--steps", type=int, help="generator training steps (default: the dataset preset)")
+    demo.add_argument("--tokenizer-steps", type=int, help="tokenizer training steps (default: the dataset preset)")
+    demo.add_argument("--samples-per-class", type=int, help="samples per class for the evaluation (default: 50)")
+    demo.add_argument("--cfg-scale", type=float, help="classifier-free guidance scale for sampling (default: 3)")
+    demo.add_argument("--limit", type=int, help="use at most this many training images")
+    demo.add_argument("--resume", action="store_true", help="continue from checkpoints in OUT if present")
+    _add_common(demo)
+
+    tok = sub.add_parser(
+        "train-tokenizer",
+        help="train an image tokenizer",
+        description="Train a CNN tokenizer with any quantizer on a dataset and save it (config.json + model.safetensors).",
+    )
+    tok.add_argument("--dataset", default="digits", help="digits, mnist, fashion-mnist, photos or folder:PATH")
+    tok.add_argument("--out", required=True, help="output model folder")
+    tok.add_argument("--quantizer", default="vq", help="vq, fsq, lfq, bsq, rvq, msvq, kl, continuous (default: vq)")
+    tok.add_argument("--quantizer-options", default=None, help='JSON of quantizer config fields, e.g. \'{"codebook_size": 512}\'')
+    tok.add_argument("--steps", type=int, help="training steps (default: the dataset preset)")
+    tok.add_argument("--batch-size", type=int, help="images per step (default: the dataset preset)")
+    tok.add_argument("--lr", type=float, help="peak learning rate (default: the dataset preset)")
+    tok.add_argument("--base-channels", type=int, help="encoder width (default: the dataset preset)")
+    tok.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    _add_common(tok)
+
+    gen = sub.add_parser(
+        "train-generator",
+        help="train a class-conditional generator on a tokenizer's tokens",
+        description="Encode a dataset once with a saved tokenizer and train a raster (next-token) generator on the tokens.",
+    )
+    gen.add_argument("--tokenizer", required=True, help="saved tokenizer folder")
+    gen.add_argument("--dataset", default="digits", help="dataset to train on (default: digits)")
+    gen.add_argument("--out", required=True, help="output model folder")
+    gen.add_argument("--steps", type=int, help="training steps (default: the dataset preset)")
+    gen.add_argument("--batch-size", type=int, help="sequences per step")
+    gen.add_argument("--lr", type=float, help="peak learning rate")
+    gen.add_argument("--dim", type=int, help="transformer width")
+    gen.add_argument("--depth", type=int, help="transformer layers")
+    gen.add_argument("--heads", type=int, help="attention heads")
+    gen.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
+    _add_sampling(gen)
+    _add_common(gen)
+
+    sample = sub.add_parser("sample", help="sample class-conditional images to a PNG grid",
+                            description="Sample images from a saved generator and write a PNG grid (one row per label).")
+    sample.add_argument("--generator", required=True, help="saved generator folder")
+    sample.add_argument("--tokenizer", help="saved tokenizer folder (default: the one recorded with the generator)")
+    sample.add_argument("--labels", default=None, help="comma-separated class indices (default: every class)")
+    sample.add_argument("--per-label", type=int, default=8, help="images per label (default: 8)")
+    sample.add_argument("--out", default="samples.png", help="output PNG (default: samples.png)")
+    _add_sampling(sample)
+    _add_common(sample)
+
+    ev = sub.add_parser("eval", help="evaluate a tokenizer and/or a generator, write metrics JSON",
+                        description="Reconstruction metrics of a tokenizer on a dataset's test split; with --generator, class "
+                        "accuracy and Frechet distance of its samples under the dataset's reference classifier.")
+    ev.add_argument("--tokenizer", help="saved tokenizer folder (default: the generator's)")
+    ev.add_argument("--generator", help="saved generator folder")
+    ev.add_argument("--dataset", default=None, help="dataset (default: the one recorded with the model)")
+    ev.add_argument("--samples-per-class", type=int, default=50, help="samples per class (default: 50)")
+    ev.add_argument("--out", default=None, help="write metrics JSON here (default: print only)")
+    _add_sampling(ev)
+    _add_common(ev)
+    return parser
+
+
+def _sampler_from(args, defaults: dict | None):
+    from artok.sampling import SamplerConfig
+
+    config = SamplerConfig(**(defaults or {}))
+    overrides = {
+        key: getattr(args, key)
+        for key in ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p")
+        if getattr(args, key, None) is not None
+    }
+    return replace(config, **overrides)
+
+
+def cmd_demo(args) -> int:
+    from artok.pipeline import DemoConfig, run_demo
+
+    metrics = run_demo(DemoConfig(
+        dataset=args.dataset, out=args.out, device=args.device, steps=args.steps, tokenizer_steps=args.tokenizer_steps,
+        samples_per_class=args.samples_per_class, cfg_scale=args.cfg_scale, seed=args.seed, resume=args.resume,
+        progress=not args.no_progress, limit=args.limit,
+    ))
+    keys = ["tokenizer.psnr", "tokenizer.ssim", "tokenizer.codebook_usage", "generator.class_accuracy", "generator.fd",
+            "generator.fd_reference", "seconds_total"]
+    for key in keys:
+        if key in metrics:
+            print(f"{key:28s} {metrics[key]:.4f}")
+    print(f"report: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def cmd_train_tokenizer(args) -> int:
+    from artok.data import load_dataset
+    from artok.hub import save_pretrained
+    from artok.pipeline import evaluate_tokenizer, preset_for
+    from artok.tokenizers import CNNTokenizer
+
+    train = load_dataset(args.dataset, "train")
+    preset = preset_for(train)
+    options = dict(preset.tokenizer.quantizer_options) if args.quantizer == "vq" else {}
+    if args.quantizer_options:
+        try:
+            options.update(json.loads(args.quantizer_options))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--quantizer-options is not valid JSON: {error}") from None
+    config = replace(preset.tokenizer, quantizer=args.quantizer, quantizer_options=options)
+    if args.base_channels:
+        config = replace(config, base_channels=args.base_channels)
+    train_config = replace(preset.tokenizer_train, device=args.device, seed=args.seed, progress=not args.no_progress)
+    for field in ("steps", "batch_size", "lr"):
+        if getattr(args, field) is not None:
+            train_config = replace(train_config, **{field: getattr(args, field)})
+    import torch
+
+    torch.manual_seed(args.seed)
+    tokenizer = CNNTokenizer(config)
+    from artok.training import train_tokenizer
+
+    train_tokenizer(tokenizer, train, train_config, out_dir=args.out, resume=args.resume)
+    save_pretrained(tokenizer, args.out, extra={"dataset": args.dataset})
+    metrics = evaluate_tokenizer(tokenizer, load_dataset(args.dataset, "test"), device=args.device)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_train_generator(args) -> int:
+    import torch
+
+    from artok.data import load_dataset
+    from artok.generators import RasterConfig, RasterGenerator
+    from artok.hub import from_pretrained, save_pretrained
+    from artok.pipeline import preset_for
+    from artok.training import encode_dataset, train_generator
+
+    tokenizer = from_pretrained(args.tokenizer, args.device)
+    train = load_dataset(args.dataset, "train")
+    preset = preset_for(train)
+    sizes = dict(preset.generator)
+    for key, field in (("dim", "dim"), ("depth", "depth"), ("heads", "num_heads")):
+        if getattr(args, key) is not None:
+            sizes[field] = getattr(args, key)
+    torch.manual_seed(args.seed)
+    generator = RasterGenerator(RasterConfig(token_spec=tokenizer.spec.to_dict(), num_classes=train.num_classes, **sizes))
+    train_config = replace(preset.generator_train, device=args.device, seed=args.seed, progress=not args.no_progress)
+    for field in ("steps", "batch_size", "lr"):
+        if getattr(args, field) is not None:
+            train_config = replace(train_config, **{field: getattr(args, field)})
+    tokens = encode_dataset(tokenizer, train, device=args.device, progress=not args.no_progress)
+    result = train_generator(generator, tokens, train.labels, train_config, out_dir=args.out, resume=args.resume)
+    sampler = _sampler_from(args, preset.sampler.to_dict())
+    save_pretrained(result.final_model, args.out, extra={
+        "sampling": sampler.to_dict(), "tokenizer": str(Path(args.tokenizer).resolve()), "dataset": args.dataset,
+        "class_names": train.class_names})
+    print(f"saved {args.out} (final loss {result.history[-1]['loss']:.4f})")
+    return 0
+
+
+def _parse_labels(text: str | None, num_classes: int):
+    import torch
+
+    if text is None:
+        return torch.arange(num_classes)
+    try:
+        labels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ValueError(f"--labels must be comma-separated integers, got {text!r}") from None
+    bad = [label for label in labels if not 0 <= label < num_classes]
+    if bad or not labels:
+        raise ValueError(f"labels must lie in [0, {num_classes}), got {text!r}")
+    return torch.tensor(labels)
+
+
+def cmd_sample(args) -> int:
+    from artok.evaluation import save_image_grid
+    from artok.pipeline import load_pair, sample_images
+
+    generator, tokenizer = load_pair(args.generator, args.tokenizer, args.device)
+    labels = _parse_labels(args.labels, generator.config.num_classes).repeat_interleave(args.per_label)
+    sampler = _sampler_from(args, generator.extra.get("sampling"))
+    images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed)
+    save_image_grid(args.out, images, nrow=args.per_label)
+    print(f"wrote {len(labels)} samples to {args.out}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from artok.data import load_dataset
+    from artok.hub import from_pretrained
+    from artok.pipeline import evaluate_samples, evaluate_tokenizer, load_pair, sample_images
+
+    if not args.tokenizer and not args.generator:
+        raise ValueError("give --tokenizer and/or --generator")
+    generator = None
+    if args.generator:
+        generator, tokenizer = load_pair(args.generator, args.tokenizer, args.device)
+    else:
+        tokenizer = from_pretrained(args.tokenizer, args.device)
+    recorded = (generator.extra if generator is not None else tokenizer.extra).get("dataset")
+    dataset = args.dataset or recorded
+    if dataset is None:
+        raise ValueError("the model does not record its dataset; pass --dataset")
+    test = load_dataset(dataset, "test")
+    metrics = {f"tokenizer.{k}": v for k, v in evaluate_tokenizer(tokenizer, test, device=args.device).items()}
+    if generator is not None:
+        import torch
+
+        train = load_dataset(dataset, "train")
+        labels = torch.arange(generator.config.num_classes).repeat_interleave(args.samples_per_class)
+        sampler = _sampler_from(args, generator.extra.get("sampling"))
+        images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed)
+        result = evaluate_samples(dataset, images, labels, train, test, progress=not args.no_progress)
+        metrics.update({f"generator.{k}": v for k, v in result.items()})
+    text = json.dumps(metrics, indent=2)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "train-tokenizer": cmd_train_tokenizer,
+    "train-generator": cmd_train_generator,
+    "sample": cmd_sample,
+    "eval": cmd_eval,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from artok.errors import USER_ERRORS
+
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        print(f"artok: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("artok: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
