@@ -52,8 +52,9 @@ class RasterConfig:
     rope_2d: bool = True
 
     def __post_init__(self) -> None:
-        if isinstance(self.token_spec, TokenSpec):
-            self.token_spec = self.token_spec.to_dict()
+        # Normalise (a TokenSpec, or a dict from JSON with lists) to the canonical dict form.
+        spec = self.token_spec if isinstance(self.token_spec, TokenSpec) else TokenSpec.from_dict(self.token_spec)
+        self.token_spec = spec.to_dict()
         RasterGenerator.check_spec(self.spec)
         if self.num_classes < 1:
             raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
