@@ -109,7 +109,28 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=None, help="write metrics JSON here (default: print only)")
     _add_sampling(ev)
     _add_common(ev)
+
+    # Commands that live in their own modules: each exposes add_parser(sub) and run(args).
+    for module in _plugin_modules():
+        name = module.add_parser(sub)
+        COMMANDS[name] = module.run
     return parser
+
+
+PLUGIN_MODULES = ("artok.cli.eval_tokenizer", "artok.cli.bench")
+
+
+def _plugin_modules():
+    import importlib
+
+    modules = []
+    for name in PLUGIN_MODULES:
+        try:
+            modules.append(importlib.import_module(name))
+        except ModuleNotFoundError as error:
+            if error.name != name:  # a real missing dependency inside the module: surface it
+                raise
+    return modules
 
 
 def _sampler_from(args, defaults: dict | None):
