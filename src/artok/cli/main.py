@@ -28,6 +28,10 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--temperature", type=float, help="softmax temperature")
     group.add_argument("--top-k", type=int, help="keep the k most likely tokens (0 = all)")
     group.add_argument("--top-p", type=float, help="nucleus sampling mass (1 = off)")
+    group.add_argument("--iterations", type=int, help="decoding iterations (maskgit, mar)")
+    group.add_argument("--sampling-steps", type=int, help="diffusion / flow steps per token (mar, next-x)")
+    group.add_argument("--method", choices=("auto", "ddpm", "euler", "euler-maruyama"),
+                       help="continuous-head sampler (mar, next-x; auto: ddpm for diffusion, euler for flow heads)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, help="generator training steps (default: the dataset preset)")
     demo.add_argument("--tokenizer-steps", type=int, help="tokenizer training steps (default: the dataset preset)")
     demo.add_argument("--samples-per-class", type=int, help="samples per class for the evaluation (default: 50)")
-    demo.add_argument("--cfg-scale", type=float, help="classifier-free guidance scale for sampling (default: 3)")
+    demo.add_argument("--cfg-scale", type=float, help="classifier-free guidance scale for sampling (default: 1.5)")
     demo.add_argument("--limit", type=int, help="use at most this many training images")
     demo.add_argument("--resume", action="store_true", help="continue from checkpoints in OUT if present")
     _add_common(demo)
@@ -58,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     tok = sub.add_parser(
         "train-tokenizer",
         help="train an image tokenizer",
-        description="Train a CNN tokenizer with any quantizer on a dataset and save it (config.json + model.safetensors).",
+        description="Train a tokenizer (a CNN with a 2D token grid, or a ViT with 1D latent tokens) with any quantizer on a "
+        "dataset, optionally with adversarial and perceptual losses, and save it (config.json + model.safetensors).",
     )
     tok.add_argument("--dataset", default="digits", help="digits, mnist, fashion-mnist, photos or folder:PATH")
     tok.add_argument("--out", required=True, help="output model folder")
@@ -68,15 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
     tok.add_argument("--batch-size", type=int, help="images per step (default: the dataset preset)")
     tok.add_argument("--lr", type=float, help="peak learning rate (default: the dataset preset)")
     tok.add_argument("--base-channels", type=int, help="encoder width (default: the dataset preset)")
+    tok.add_argument("--arch", choices=("cnn", "vit1d"), default="cnn",
+                     help="cnn: 2D token grid (default); vit1d: TiTok-style 1D latent tokens with nested dropout")
+    tok.add_argument("--num-tokens", type=int, help="vit1d: number of 1D latent tokens (default: 32)")
+    tok.add_argument("--dim", type=int, help="vit1d: transformer width (default: 128)")
+    tok.add_argument("--gan-weight", type=float, default=0.0, help="adversarial (PatchGAN hinge) weight; 0 = off (default)")
+    tok.add_argument("--gan-start", type=int, default=0, help="step at which the adversarial phase starts (default: 0)")
+    tok.add_argument("--lecam-weight", type=float, default=0.0, help="LeCam regularisation of the discriminator (default: 0)")
+    tok.add_argument("--perceptual-weights", help="path to VGG16 weights for an LPIPS-style loss (never downloaded)")
+    tok.add_argument("--perceptual-weight", type=float, default=0.0, help="weight of the perceptual loss (default: 0 = off)")
     tok.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
     _add_common(tok)
 
     gen = sub.add_parser(
         "train-generator",
         help="train a class-conditional generator on a tokenizer's tokens",
-        description="Encode a dataset once with a saved tokenizer and train a raster (next-token) generator on the tokens.",
+        description="Encode a dataset once with a saved tokenizer (cached under $ARTOK_CACHE/tokens) and train a "
+        "generator of the zoo on the tokens: raster (LlamaGen), next-scale (VAR, msvq tokens), maskgit, mar (KL "
+        "tokens), next-x (xAR, KL tokens), dimwise (TokenBridge, PTQ tokens), bitwise (Infinity head, LFQ/BSQ tokens).",
     )
     gen.add_argument("--tokenizer", required=True, help="saved tokenizer folder")
+    gen.add_argument("--generator", default="raster",
+                     choices=("raster", "next-scale", "maskgit", "mar", "next-x", "dimwise", "bitwise"),
+                     help="generator kind (default: raster)")
+    gen.add_argument("--generator-options", default=None,
+                     help='JSON of extra generator config fields, e.g. \'{"unit": "cell", "cell_size": 2}\'')
     gen.add_argument("--dataset", default="digits", help="dataset to train on (default: digits)")
     gen.add_argument("--out", required=True, help="output model folder")
     gen.add_argument("--steps", type=int, help="training steps (default: the dataset preset)")
@@ -165,8 +186,10 @@ def cmd_demo(args) -> int:
 def cmd_train_tokenizer(args) -> int:
     from artok.data import load_dataset
     from artok.hub import save_pretrained
+    from artok.losses import GANConfig
     from artok.pipeline import evaluate_tokenizer, preset_for
-    from artok.tokenizers import CNNTokenizer
+    from artok.tokenizers import CNNTokenizer, ViT1DTokenizer, ViT1DTokenizerConfig
+    from artok.training.tokenizer_trainer import TokenizerLossConfig
 
     train = load_dataset(args.dataset, "train")
     preset = preset_for(train)
@@ -176,20 +199,36 @@ def cmd_train_tokenizer(args) -> int:
             options.update(json.loads(args.quantizer_options))
         except json.JSONDecodeError as error:
             raise ValueError(f"--quantizer-options is not valid JSON: {error}") from None
-    config = replace(preset.tokenizer, quantizer=args.quantizer, quantizer_options=options)
-    if args.base_channels:
-        config = replace(config, base_channels=args.base_channels)
+    if args.arch == "vit1d":
+        size = train.image_size[0]
+        patch = next(p for p in ((4, 2, 1) if size <= 64 else (16, 8, 4, 2, 1)) if size % p == 0)
+        sizes = {key: value for key, value in (("num_latent_tokens", args.num_tokens), ("dim", args.dim)) if value}
+        config = ViT1DTokenizerConfig(in_channels=train.channels, image_size=size, patch_size=patch,
+                                      quantizer=args.quantizer, quantizer_options=options, **sizes)
+    else:
+        if args.num_tokens or args.dim:
+            raise ValueError("--num-tokens and --dim apply to --arch vit1d only")
+        config = replace(preset.tokenizer, quantizer=args.quantizer, quantizer_options=options)
+        if args.base_channels:
+            config = replace(config, base_channels=args.base_channels)
     train_config = replace(preset.tokenizer_train, device=args.device, seed=args.seed, progress=not args.no_progress)
     for field in ("steps", "batch_size", "lr"):
         if getattr(args, field) is not None:
             train_config = replace(train_config, **{field: getattr(args, field)})
+    adversarial = None
+    if args.gan_weight > 0:
+        layers = 2 if min(train.image_size) <= 32 else 3
+        adversarial = GANConfig(weight=args.gan_weight, start_step=args.gan_start, lecam_weight=args.lecam_weight,
+                                discriminator_layers=layers)
+    losses = TokenizerLossConfig(perceptual_weight=args.perceptual_weight, perceptual_weights=args.perceptual_weights,
+                                 adversarial=adversarial)
     import torch
 
     torch.manual_seed(args.seed)
-    tokenizer = CNNTokenizer(config)
+    tokenizer = ViT1DTokenizer(config) if args.arch == "vit1d" else CNNTokenizer(config)
     from artok.training import train_tokenizer
 
-    train_tokenizer(tokenizer, train, train_config, out_dir=args.out, resume=args.resume)
+    train_tokenizer(tokenizer, train, train_config, out_dir=args.out, resume=args.resume, losses=losses)
     save_pretrained(tokenizer, args.out, extra={"dataset": args.dataset})
     metrics = evaluate_tokenizer(tokenizer, load_dataset(args.dataset, "test"), device=args.device)
     print(json.dumps(metrics, indent=2))
@@ -200,30 +239,42 @@ def cmd_train_generator(args) -> int:
     import torch
 
     from artok.data import load_dataset
-    from artok.generators import RasterConfig, RasterGenerator
+    from artok.data.token_cache import cached_tokens
+    from artok.generators import build_generator
     from artok.hub import from_pretrained, save_pretrained
     from artok.pipeline import preset_for
-    from artok.training import encode_dataset, train_generator
+    from artok.sampling import sampler_config_for, sampler_config_to_dict
+    from artok.training import train_generator
 
     tokenizer = from_pretrained(args.tokenizer, args.device)
     train = load_dataset(args.dataset, "train")
     preset = preset_for(train)
-    sizes = dict(preset.generator)
+    options = dict(preset.generator)
     for key, field in (("dim", "dim"), ("depth", "depth"), ("heads", "num_heads")):
         if getattr(args, key) is not None:
-            sizes[field] = getattr(args, key)
+            options[field] = getattr(args, key)
+    if args.generator_options:
+        try:
+            options.update(json.loads(args.generator_options))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--generator-options is not valid JSON: {error}") from None
+    tokens = cached_tokens(tokenizer, train, device=args.device, progress=not args.no_progress)
     torch.manual_seed(args.seed)
-    generator = RasterGenerator(RasterConfig(token_spec=tokenizer.spec.to_dict(), num_classes=train.num_classes, **sizes))
+    generator = build_generator(args.generator, tokenizer, train.num_classes, tokens=tokens, **options)
     train_config = replace(preset.generator_train, device=args.device, seed=args.seed, progress=not args.no_progress)
     for field in ("steps", "batch_size", "lr"):
         if getattr(args, field) is not None:
             train_config = replace(train_config, **{field: getattr(args, field)})
-    tokens = encode_dataset(tokenizer, train, device=args.device, progress=not args.no_progress)
     result = train_generator(generator, tokens, train.labels, train_config, out_dir=args.out, resume=args.resume)
-    sampler = _sampler_from(args, preset.sampler.to_dict())
+    overrides = {key: getattr(args, key, None) for key in
+                 ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method")}
+    overrides["steps"] = args.sampling_steps
+    overrides["cfg_scale"] = preset.sampler.cfg_scale if args.cfg_scale is None else args.cfg_scale
+    stored = preset.sampler.to_dict() if args.generator == "raster" else None
+    sampler = sampler_config_for(result.final_model, stored, overrides)
     save_pretrained(result.final_model, args.out, extra={
-        "sampling": sampler.to_dict(), "tokenizer": str(Path(args.tokenizer).resolve()), "dataset": args.dataset,
-        "class_names": train.class_names})
+        "sampling": sampler_config_to_dict(sampler), "tokenizer": str(Path(args.tokenizer).resolve()),
+        "dataset": args.dataset, "class_names": train.class_names, "generator": args.generator})
     print(f"saved {args.out} (final loss {result.history[-1]['loss']:.4f})")
     return 0
 
@@ -247,9 +298,14 @@ def cmd_sample(args) -> int:
     from artok.evaluation import save_image_grid
     from artok.pipeline import load_pair, sample_images
 
+    from artok.sampling import sampler_config_for
+
     generator, tokenizer = load_pair(args.generator, args.tokenizer, args.device)
     labels = _parse_labels(args.labels, generator.config.num_classes).repeat_interleave(args.per_label)
-    sampler = _sampler_from(args, generator.extra.get("sampling"))
+    overrides = {key: getattr(args, key, None) for key in
+                 ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method")}
+    overrides["steps"] = args.sampling_steps
+    sampler = sampler_config_for(generator, generator.extra.get("sampling"), overrides)
     images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed)
     save_image_grid(args.out, images, nrow=args.per_label)
     print(f"wrote {len(labels)} samples to {args.out}")
@@ -278,8 +334,13 @@ def cmd_eval(args) -> int:
         import torch
 
         train = load_dataset(dataset, "train")
+        from artok.sampling import sampler_config_for
+
         labels = torch.arange(generator.config.num_classes).repeat_interleave(args.samples_per_class)
-        sampler = _sampler_from(args, generator.extra.get("sampling"))
+        overrides = {key: getattr(args, key, None) for key in
+                     ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method")}
+        overrides["steps"] = args.sampling_steps
+        sampler = sampler_config_for(generator, generator.extra.get("sampling"), overrides)
         images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed)
         result = evaluate_samples(dataset, images, labels, train, test, progress=not args.no_progress)
         metrics.update({f"generator.{k}": v for k, v in result.items()})

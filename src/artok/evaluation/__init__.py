@@ -24,6 +24,13 @@ from artok.evaluation.frechet import (
 from artok.evaluation.generation import evaluate_generation, reference_fd, reference_statistics
 from artok.evaluation.metrics import PSNR_CAP_DB, psnr, psnr_per_image, ssim, ssim_per_image
 from artok.evaluation.report import Report, format_number, image_grid, save_image_grid
+from artok.evaluation.text_set import find_fonts, render_text_set
+from artok.evaluation.tokenizer_bench import (
+    TokenizerBenchConfig,
+    TokenizerBenchResult,
+    post_training_quantize,
+    run_tokenizer_bench,
+)
 
 __all__ = [
     "CLASSIFIER_VERSION",
@@ -33,22 +40,28 @@ __all__ = [
     "ReferenceClassifier",
     "ReferenceClassifierConfig",
     "Report",
+    "TokenizerBenchConfig",
+    "TokenizerBenchResult",
     "classifier_accuracy",
     "classifier_features",
     "default_cache_dir",
     "evaluate_generation",
     "feature_statistics",
+    "find_fonts",
     "format_number",
     "frechet_distance",
     "frechet_distance_from_statistics",
     "get_reference_classifier",
     "image_grid",
     "load_reference_classifier",
+    "post_training_quantize",
     "psnr",
     "psnr_per_image",
     "read_classifier_record",
     "reference_fd",
     "reference_statistics",
+    "render_text_set",
+    "run_tokenizer_bench",
     "save_image_grid",
     "save_reference_classifier",
     "ssim",

@@ -1,6 +1,45 @@
-"""Token-sequence models: they return losses and predictions, never sample."""
+"""Token-sequence models: they return losses and predictions, never sample.
+
+=============  ==========================  ===========================================  ==============
+CLI kind       class                       tokens                                       paper
+=============  ==========================  ===========================================  ==============
+raster         `RasterGenerator`           discrete grid (VQ/FSQ)                        LlamaGen
+bitwise        `RasterGenerator`,          discrete grid, power-of-two vocab (LFQ/BSQ)   Infinity
+               ``head="bitwise"``
+dimwise        `RasterGenerator`,          dimension-wise PTQ tokens                     TokenBridge
+               ``head="dimwise"``
+next-scale     `NextScaleGenerator`        multi-scale residual tokens (msvq)            VAR
+maskgit        `MaskGITGenerator`          discrete grid                                 MaskGIT
+mar            `MARGenerator`              continuous grid (KL)                          MAR
+next-x         `NextXGenerator`            continuous grid (KL)                          xAR
+=============  ==========================  ===========================================  ==============
+
+`build_generator(kind, tokenizer, ...)` builds any of them for a tokenizer's tokens.
+"""
 
 from artok.generators.base import Generator, IncompatibleTokensError
+from artok.generators.mar import MARConfig, MARGenerator
+from artok.generators.masked import MaskGITConfig, MaskGITGenerator
+from artok.generators.next_scale import NextScaleConfig, NextScaleGenerator, block_causal_mask
+from artok.generators.next_x import NextXConfig, NextXGenerator
 from artok.generators.raster import RasterConfig, RasterGenerator
+from artok.generators.zoo import GENERATOR_KINDS, build_generator, generator_kind
 
-__all__ = ["Generator", "IncompatibleTokensError", "RasterConfig", "RasterGenerator"]
+__all__ = [
+    "GENERATOR_KINDS",
+    "Generator",
+    "IncompatibleTokensError",
+    "MARConfig",
+    "MARGenerator",
+    "MaskGITConfig",
+    "MaskGITGenerator",
+    "NextScaleConfig",
+    "NextScaleGenerator",
+    "NextXConfig",
+    "NextXGenerator",
+    "RasterConfig",
+    "RasterGenerator",
+    "block_causal_mask",
+    "build_generator",
+    "generator_kind",
+]

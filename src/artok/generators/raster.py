@@ -8,17 +8,24 @@ Sequence layout (``L`` tokens, one class position):
     target = [t_0, t_1, ..., t_{L-1}]
 Position ``i`` of the input carries the 2D rotary position of target ``t_i``'s grid cell shifted by
 one, as LlamaGen does (the class token is unrotated).
+
+Heads (``RasterConfig.head``, see `artok.generators.head_support`): ``categorical`` (a softmax over
+the vocabulary, the default), ``bitwise`` (Infinity's independent per-bit logits for LFQ/BSQ tokens,
+https://arxiv.org/abs/2412.04431) and ``dimwise`` (TokenBridge's channel-by-channel head for
+dimension-wise PTQ tokens, https://arxiv.org/abs/2503.16430). The backbone is the same for all three;
+`artok.sampling.sample` picks the matching decode loop.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from artok.generators.base import Generator, IncompatibleTokensError
-from artok.heads.categorical import CategoricalHead
+from artok.generators.head_support import DISCRETE_HEADS, build_discrete_head, build_token_embedding, check_discrete_head
 from artok.hub import register_model
 from artok.nn import KVCache, RMSNorm, TransformerBlock, rope_1d_table, rope_2d_table, swiglu_hidden_dim
 from artok.tokens import Tokens, TokenSpec
@@ -38,6 +45,8 @@ class RasterConfig:
         dropout: residual / attention dropout.
         rope_base: rotary base.
         rope_2d: 2D rotary positions over the grid (else 1D over the sequence).
+        head: ``"categorical"``, ``"bitwise"`` (LFQ/BSQ tokens) or ``"dimwise"`` (PTQ tokens).
+        head_width, head_depth: size of the dimwise head's channel transformer (unused otherwise).
     """
 
     token_spec: dict
@@ -50,12 +59,17 @@ class RasterConfig:
     dropout: float = 0.0
     rope_base: float = 10000.0
     rope_2d: bool = True
+    head: str = "categorical"
+    head_width: int = 128
+    head_depth: int = 2
 
     def __post_init__(self) -> None:
         # Normalise (a TokenSpec, or a dict from JSON with lists) to the canonical dict form.
         spec = self.token_spec if isinstance(self.token_spec, TokenSpec) else TokenSpec.from_dict(self.token_spec)
         self.token_spec = spec.to_dict()
-        RasterGenerator.check_spec(self.spec)
+        if self.head not in DISCRETE_HEADS:
+            raise ValueError(f"head must be one of {DISCRETE_HEADS}, got {self.head!r}")
+        RasterGenerator.check_spec(self.spec, self.head)
         if self.num_classes < 1:
             raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
         if self.spec.layout == "sequence":
@@ -66,6 +80,8 @@ class RasterConfig:
             raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {self.dim // self.num_heads}")
         if not 0.0 <= self.class_dropout < 1.0:
             raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
+        if self.head_width < 1 or self.head_depth < 1:
+            raise ValueError(f"head_width and head_depth must be positive, got {self.head_width}, {self.head_depth}")
 
     @property
     def spec(self) -> TokenSpec:
@@ -94,14 +110,16 @@ class RasterGenerator(Generator):
     def __init__(self, config: RasterConfig) -> None:
         super().__init__()
         self.config = config
-        self.token_embedding = nn.Embedding(config.vocab_size, config.dim)
+        # Instances check specs against their own head (train_generator calls generator.check_spec).
+        self.check_spec = functools.partial(type(self).check_spec, head=config.head)
+        self.token_embedding = build_token_embedding(config.head, config.spec, config.dim)
         self.class_embedding = nn.Embedding(config.num_classes + 1, config.dim)
         hidden = config.hidden_dim or swiglu_hidden_dim(config.dim)
         self.blocks = nn.ModuleList(
             TransformerBlock(config.dim, config.num_heads, hidden, dropout=config.dropout) for _ in range(config.depth)
         )
         self.norm = RMSNorm(config.dim)
-        self.head = CategoricalHead(config.dim, config.vocab_size)
+        self.head = build_discrete_head(config.head, config.spec, config.dim, config.head_width, config.head_depth)
         head_dim = config.dim // config.num_heads
         if config.rope_2d:
             rope = rope_2d_table(config.grid, head_dim, config.rope_base, num_prefix=1)
@@ -120,13 +138,27 @@ class RasterGenerator(Generator):
                 nn.init.zeros_(module.bias)
 
     @classmethod
-    def check_spec(cls, spec: TokenSpec) -> None:
-        if spec.kind != "discrete" or spec.subtokens != 1 or spec.layout not in ("grid", "sequence"):
+    def check_spec(cls, spec: TokenSpec, head: str | None = None) -> None:
+        """Raise `IncompatibleTokensError` unless ``spec`` fits ``head`` (None: any raster head).
+
+        On an instance, ``head`` defaults to the instance's own head."""
+        if spec.kind != "discrete" or spec.layout not in ("grid", "sequence"):
             raise IncompatibleTokensError(
-                f"the raster generator models one discrete id per position on a grid or sequence; got {spec.kind} "
-                f"tokens with layout {spec.layout!r} and {spec.subtokens} sub-tokens. Use a VQ/FSQ/LFQ/BSQ tokenizer "
-                "(or the dimension-wise / next-scale generators for PTQ / multi-scale tokens)."
+                f"the raster generator models discrete tokens on a grid or sequence; got {spec.kind} tokens with "
+                f"layout {spec.layout!r}. Use a VQ/FSQ/LFQ/BSQ/PTQ tokenizer (the next-scale generator models "
+                "multi-scale tokens; mar / next-x model continuous ones)."
             )
+        if head is not None:
+            check_discrete_head(head, spec, "raster")
+            return
+        errors = []
+        for candidate in DISCRETE_HEADS:
+            try:
+                check_discrete_head(candidate, spec, "raster")
+                return
+            except IncompatibleTokensError as error:
+                errors.append(str(error))
+        raise IncompatibleTokensError(errors[0])
 
     @property
     def spec(self) -> TokenSpec:
@@ -159,17 +191,25 @@ class RasterGenerator(Generator):
             x = block(x, rope=rope, mask=mask, input_pos=input_pos, is_causal=causal)
         return self.norm(x)
 
+    def hidden_states(self, ids: torch.Tensor, labels: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
+        """Final-norm states ``B x (T+1) x dim`` for the class prefix and ``ids`` (``B x T [x S]``)."""
+        x = torch.cat([self.embed_class(labels), self.embed(ids)], dim=1)
+        return self.transformer(x, input_pos)
+
     def forward(self, ids: torch.Tensor, labels: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for every input position.
 
         Without cache: ``ids`` ``B x T`` (T < L) are the tokens after the class prefix; returns
-        ``B x (T+1) x V`` (predictions of ``t_0 .. t_T``).
+        ``B x (T+1) x V`` (predictions of ``t_0 .. t_T``); bit logits ``B x (T+1) x bits`` for the
+        bitwise head. The dimwise head needs the channel prefix: use `hidden_states` and
+        ``head.next_logits``.
         """
-        x = torch.cat([self.embed_class(labels), self.embed(ids)], dim=1)
-        return self.head(self.transformer(x, input_pos))
+        if self.config.head == "dimwise":
+            raise ValueError("the dimwise head has no single-pass logits; use hidden_states() and head.next_logits()")
+        return self.head(self.hidden_states(ids, labels, input_pos))
 
     def loss(self, tokens: Tokens, cond: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.check_spec(tokens.spec)
+        self.check_spec(tokens.spec, head=self.config.head)
         ids = tokens.ids
         labels = cond
         if self.training and self.config.class_dropout > 0:

@@ -1,19 +1,70 @@
-"""Samplers: pure functions and loops taking an explicit `torch.Generator`."""
+"""Samplers: pure functions and loops taking an explicit `torch.Generator`.
 
+`sample(generator, labels, config, rng)` picks the loop that fits the generator; each loop is also
+public (`sample_raster`, `sample_raster_with_head`, `sample_next_scale`, `sample_maskgit`,
+`sample_mar`, `sample_next_x`), with one config dataclass per kind (`SamplerConfig` for raster,
+`NextScaleSamplerConfig`, `MaskGITSamplerConfig`, `MARSamplerConfig`, `NextXSamplerConfig`).
+"""
+
+from artok.sampling.configs import (
+    SAMPLER_CONFIGS,
+    MARSamplerConfig,
+    MaskGITSamplerConfig,
+    NextScaleSamplerConfig,
+    NextXSamplerConfig,
+    sampler_config_from_dict,
+    sampler_config_to_dict,
+    sampler_kind,
+)
+from artok.sampling.continuous import respaced_timesteps, sample_diffusion, sample_flow, sample_head
+from artok.sampling.dispatch import default_sampler_config, sample, sampler_config_for, sampler_kind_for
+from artok.sampling.heads import HeadDraw, draw_discrete
 from artok.sampling.logits import cfg_combine, logits_to_probs, sample_from_probs, top_k_filter, top_p_filter
 from artok.sampling.loops import SamplerConfig, decode_one_token, prefill, sample_raster, sample_raster_recompute
+from artok.sampling.mask_schedules import MASK_SCHEDULES, mask_ratio, masked_counts
+from artok.sampling.mar import sample_mar
+from artok.sampling.masked import sample_maskgit
+from artok.sampling.next_scale import sample_next_scale
+from artok.sampling.next_x import sample_next_x
+from artok.sampling.raster_heads import sample_raster_with_head
 from artok.sampling.schedules import cfg_scale_at
 
 __all__ = [
+    "MASK_SCHEDULES",
+    "SAMPLER_CONFIGS",
+    "HeadDraw",
+    "MARSamplerConfig",
+    "MaskGITSamplerConfig",
+    "NextScaleSamplerConfig",
+    "NextXSamplerConfig",
     "SamplerConfig",
     "cfg_combine",
     "cfg_scale_at",
     "decode_one_token",
+    "default_sampler_config",
+    "draw_discrete",
     "logits_to_probs",
+    "mask_ratio",
+    "masked_counts",
     "prefill",
+    "respaced_timesteps",
+    "sample",
+    "sample_diffusion",
+    "sample_flow",
     "sample_from_probs",
+    "sample_head",
+    "sample_mar",
+    "sample_maskgit",
+    "sample_next_scale",
+    "sample_next_x",
     "sample_raster",
     "sample_raster_recompute",
+    "sample_raster_with_head",
+    "sampler_config_for",
+    "sampler_config_from_dict",
+    "sampler_config_to_dict",
+    "sampler_kind",
+    "sampler_kind_for",
     "top_k_filter",
     "top_p_filter",
 ]

@@ -2,5 +2,6 @@
 
 from artok.tokenizers.base import Tokenizer, TokenizerOutput
 from artok.tokenizers.cnn import CNNTokenizer, CNNTokenizerConfig
+from artok.tokenizers.vit1d import ViT1DTokenizer, ViT1DTokenizerConfig
 
-__all__ = ["CNNTokenizer", "CNNTokenizerConfig", "Tokenizer", "TokenizerOutput"]
+__all__ = ["CNNTokenizer", "CNNTokenizerConfig", "Tokenizer", "TokenizerOutput", "ViT1DTokenizer", "ViT1DTokenizerConfig"]

@@ -52,7 +52,8 @@ class Tokenizer(nn.Module):
 
     @torch.no_grad()
     def encode(self, images: torch.Tensor) -> Tokens:
-        """Images ``B x C x H x W`` in [-1, 1] -> `Tokens` of `spec` (flattened in raster order)."""
+        """Images ``B x C x H x W`` in [-1, 1] -> `Tokens` of `spec` (flattened in raster order; for
+        the multi-scale layout, scale by scale with raster order inside a scale)."""
         self._check_images(images)
         out = self.quantizer(self.encode_latents(images))
         batch = images.shape[0]
@@ -68,7 +69,10 @@ class Tokenizer(nn.Module):
         if tokens.spec != self.spec:
             raise ValueError(f"tokens of spec {tokens.spec} cannot be decoded by a tokenizer of spec {self.spec}")
         batch, spatial = tokens.batch_size, self.latent_shape()
-        if self.spec.kind == "discrete":
+        if self.spec.layout == "scales":
+            # Multi-scale ids stay flat (``B x L``, scale by scale); the quantizer rebuilds the latent.
+            latents = self.quantizer.ids_to_codes(tokens.ids)
+        elif self.spec.kind == "discrete":
             ids = tokens.ids.reshape(batch, *spatial, *((self.spec.subtokens,) if self.spec.subtokens > 1 else ()))
             latents = self.quantizer.ids_to_codes(ids)
         else:

@@ -149,6 +149,9 @@ class CNNTokenizer(Tokenizer):
     @property
     def spec(self) -> TokenSpec:
         q = self.quantizer
+        if getattr(q, "scales", None) is not None:
+            # Multi-scale residual ids (msvq): one flat sequence, scale by scale (VAR's layout).
+            return TokenSpec("discrete", "scales", scales=q.scales, vocab_size=q.codebook_size, channels=q.dim)
         if q.discrete:
             return TokenSpec(
                 "discrete", "grid", grid=self.config.grid, vocab_size=q.codebook_size, subtokens=q.subtokens

@@ -1,27 +1,113 @@
-"""Train a tokenizer on an image dataset: reconstruction (MSE + L1) plus the quantizer's own loss."""
+"""Train a tokenizer on an image dataset.
+
+The default objective is reconstruction (MSE + 0.2 L1) plus the quantizer's own loss, trained by
+the shared loop (`artok.training.loop.train`). `TokenizerLossConfig` adds, optionally:
+
+- an LPIPS-style perceptual term (`artok.losses.perceptual`), only with user-supplied VGG16
+  weights (asked for without them: a warning, and the term stays off);
+- an adversarial phase (`artok.losses.gan`): a PatchGAN discriminator trained by its own AdamW in
+  alternation with the tokenizer (tokenizer step with the discriminator frozen, then a
+  discriminator step on the same batch and the detached reconstructions), switched on at
+  ``GANConfig.start_step``. The discriminator, its optimiser and schedule are part of
+  ``checkpoint.pt``, so ``resume=True`` continues the game where it stopped.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
 
 from artok.data.base import ImageDataset
+from artok.losses import AdversarialLoss, GANConfig, PerceptualLoss, load_perceptual_loss, reconstruction_loss
 from artok.tokenizers.base import Tokenizer
+from artok.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from artok.training.loop import TrainConfig, TrainResult, batch_indices, train
+from artok.training.optim import build_optimizer, warmup_cosine
 
 
-def tokenizer_loss(model: Tokenizer, images: torch.Tensor, l1_weight: float = 0.2) -> dict[str, torch.Tensor]:
-    """Reconstruction + quantizer loss for one batch of images in [-1, 1]."""
+@dataclass
+class TokenizerLossConfig:
+    """Loss terms of tokenizer training; the defaults are the plain recipe (MSE + 0.2 L1 + quantizer loss).
+
+    Args:
+        l2_weight, l1_weight: weights of the pixel MSE and L1.
+        perceptual_weight: weight of the perceptual term (0 = off).
+        perceptual_weights: path to VGG16 weights; the perceptual term needs it (nothing is downloaded).
+        lpips_weights: optional path to LPIPS's linear-layer weights.
+        adversarial: a `GANConfig` to add the adversarial phase (None = off).
+        discriminator_lr: peak learning rate of the discriminator (None: the tokenizer's).
+    """
+
+    l2_weight: float = 1.0
+    l1_weight: float = 0.2
+    perceptual_weight: float = 0.0
+    perceptual_weights: str | None = None
+    lpips_weights: str | None = None
+    adversarial: GANConfig | None = None
+    discriminator_lr: float | None = None
+
+    def __post_init__(self) -> None:
+        if min(self.l2_weight, self.l1_weight, self.perceptual_weight) < 0:
+            raise ValueError("loss weights must be >= 0")
+        if isinstance(self.adversarial, dict):
+            self.adversarial = GANConfig(**self.adversarial)
+        if self.discriminator_lr is not None and self.discriminator_lr <= 0:
+            raise ValueError(f"discriminator_lr must be positive, got {self.discriminator_lr}")
+
+
+def tokenizer_loss(
+    model: Tokenizer,
+    images: torch.Tensor,
+    l1_weight: float = 0.2,
+    *,
+    l2_weight: float = 1.0,
+    perceptual: PerceptualLoss | None = None,
+    perceptual_weight: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """Reconstruction (+ perceptual) + quantizer loss for one batch of images in [-1, 1].
+
+    Returns ``loss`` (minimised), ``reconstruction_loss`` (the pixel + perceptual part, not
+    detached, for the adaptive GAN weight), ``reconstruction`` (the decoded batch) and detached
+    metrics (``mse``, ``quantizer_loss``, ``perceptual``, the quantizer's own metrics).
+    """
     out = model(images)
-    reconstruction = out.reconstruction.float()
-    mse = F.mse_loss(reconstruction, images)
-    l1 = F.l1_loss(reconstruction, images)
-    losses = {"loss": mse + l1_weight * l1 + out.quantizer.loss, "mse": mse.detach(), "quantizer_loss": out.quantizer.loss.detach()}
+    pixel = reconstruction_loss(out.reconstruction, images, l2_weight=l2_weight, l1_weight=l1_weight)
+    rec = pixel.total
+    losses = {"mse": pixel.l2.detach(), "quantizer_loss": out.quantizer.loss.detach()}
+    if perceptual is not None and perceptual_weight > 0:
+        distance = perceptual(out.reconstruction, images)
+        rec = rec + perceptual_weight * distance
+        losses["perceptual"] = distance.detach()
     for key, value in out.quantizer.metrics.items():
         losses[key] = value.detach()
-    return losses
+    return {"loss": rec + out.quantizer.loss, "reconstruction_loss": rec, "reconstruction": out.reconstruction, **losses}
+
+
+def last_decoder_layer(tokenizer: Tokenizer) -> torch.Tensor:
+    """The weight the adaptive GAN weight is measured at: ``tokenizer.last_layer`` when defined,
+    else the last matrix-shaped parameter of ``tokenizer.decoder``."""
+    layer = getattr(tokenizer, "last_layer", None)
+    if isinstance(layer, torch.Tensor):
+        return layer
+    decoder = getattr(tokenizer, "decoder", None)
+    weights = [p for p in decoder.parameters() if p.dim() > 1] if decoder is not None else []
+    if not weights:
+        raise ValueError(f"{type(tokenizer).__name__} has neither last_layer nor a decoder; the adaptive GAN weight needs one")
+    return weights[-1]
+
+
+def _set_quantizer_step(tokenizer: Tokenizer, step: int) -> None:
+    # Quantizers with scheduled terms (LFQ/BSQ entropy annealing) follow the training step.
+    set_step = getattr(tokenizer.quantizer, "set_step", None)
+    if callable(set_step):
+        set_step(step)
 
 
 def train_tokenizer(
@@ -32,12 +118,149 @@ def train_tokenizer(
     out_dir: str | Path | None = None,
     resume: bool = False,
     eval_fn=None,
+    losses: TokenizerLossConfig | None = None,
 ) -> TrainResult:
-    """Train ``tokenizer`` on ``dataset`` (images in memory, batches drawn by `batch_indices`)."""
+    """Train ``tokenizer`` on ``dataset`` (images in memory, batches drawn by `batch_indices`).
+
+    ``losses`` selects the objective (default: `TokenizerLossConfig()`); with
+    ``losses.adversarial`` set, the two-optimiser adversarial loop runs instead of the shared one.
+    """
+    losses = losses or TokenizerLossConfig()
     torch.manual_seed(config.seed)
+    perceptual = None
+    if losses.perceptual_weight > 0:
+        perceptual = load_perceptual_loss(losses.perceptual_weights, losses.lpips_weights, config.device)
+    if losses.adversarial is not None:
+        return _train_adversarial(tokenizer, dataset, config, losses, perceptual, out_dir, resume, eval_fn)
 
     def loss_fn(model, step):
+        _set_quantizer_step(model, step)
         images, _ = dataset.batch(batch_indices(len(dataset), config.batch_size, step, config.seed), config.device)
-        return {**tokenizer_loss(model, images), "batch_size": images.shape[0]}
+        out = tokenizer_loss(model, images, losses.l1_weight, l2_weight=losses.l2_weight, perceptual=perceptual,
+                             perceptual_weight=losses.perceptual_weight)
+        del out["reconstruction"], out["reconstruction_loss"]
+        return {**out, "batch_size": images.shape[0]}
 
     return train(tokenizer, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="tokenizer")
+
+
+def _train_adversarial(
+    tokenizer: Tokenizer,
+    dataset: ImageDataset,
+    config: TrainConfig,
+    losses: TokenizerLossConfig,
+    perceptual: PerceptualLoss | None,
+    out_dir: str | Path | None,
+    resume: bool,
+    eval_fn,
+) -> TrainResult:
+    """`artok.training.loop.train` with a second player: same schedule, clipping, EMA,
+    evaluation and checkpoint conventions, plus the discriminator's optimiser step."""
+    device = torch.device(config.device)
+    tokenizer.to(device).train()
+    adversarial = AdversarialLoss(losses.adversarial, in_channels=tokenizer.config.in_channels).to(device).train()
+    last_layer = last_decoder_layer(tokenizer)
+    optimizer = build_optimizer(tokenizer, config.lr, config.weight_decay, config.betas)
+    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
+    d_optimizer = build_optimizer(adversarial, losses.discriminator_lr or config.lr, config.weight_decay, config.betas)
+    d_scheduler = warmup_cosine(d_optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
+    ema = None
+    if config.ema_decay is not None:
+        ema = AveragedModel(tokenizer, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    result = TrainResult(tokenizer, ema)
+    start = 0
+    checkpoint_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
+    if resume and checkpoint_path is not None and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        if "discriminator" not in state:
+            raise ValueError(f"{checkpoint_path} was written without a discriminator; resume it without the adversarial loss")
+        tokenizer.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        adversarial.load_state_dict(state["discriminator"])
+        d_optimizer.load_state_dict(state["discriminator_optimizer"])
+        d_scheduler.load_state_dict(state["discriminator_scheduler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.load_state_dict(state["ema"])
+        restore_rng_state(state["rng"])
+        start = int(state["step"])
+        result.history = list(state.get("history", []))
+        result.evaluations = list(state.get("evaluations", []))
+        result.seconds = float(state.get("seconds", 0.0))
+
+    def checkpoint(step: int) -> None:
+        if checkpoint_path is None:
+            return
+        save_checkpoint(checkpoint_path, {
+            "model": tokenizer.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "discriminator": adversarial.state_dict(), "discriminator_optimizer": d_optimizer.state_dict(),
+            "discriminator_scheduler": d_scheduler.state_dict(), "ema": None if ema is None else ema.state_dict(),
+            "rng": capture_rng_state(), "step": step, "history": result.history, "evaluations": result.evaluations,
+            "seconds": result.seconds, "config": asdict(config), "losses": asdict(losses),
+        })
+
+    clip = config.grad_clip if config.grad_clip > 0 else math.inf
+    bar = tqdm(range(start, config.steps), desc="tokenizer+gan", disable=not config.progress, dynamic_ncols=True)
+    window_images, window_start = 0, time.perf_counter()
+    run_start = time.perf_counter()
+    for step in bar:
+        _set_quantizer_step(tokenizer, step)
+        images, _ = dataset.batch(batch_indices(len(dataset), config.batch_size, step, config.seed), config.device)
+        # Tokenizer step; the discriminator is frozen so L_G only reaches the tokenizer.
+        adversarial.requires_grad_(False)
+        with config.autocast():
+            out = tokenizer_loss(tokenizer, images, losses.l1_weight, l2_weight=losses.l2_weight, perceptual=perceptual,
+                                 perceptual_weight=losses.perceptual_weight)
+            generator = adversarial.generator_loss(out["reconstruction"], out["reconstruction_loss"], last_layer, step)
+        loss = out["loss"] + generator["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), clip)
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update_parameters(tokenizer)
+        # Discriminator step on the same batch (no update before the start step).
+        adversarial.requires_grad_(True)
+        with config.autocast():
+            disc = adversarial.discriminator_loss(images, out["reconstruction"].detach(), step)
+        if adversarial.active(step):
+            d_optimizer.zero_grad(set_to_none=True)
+            disc["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(adversarial.parameters(), clip)
+            d_optimizer.step()
+        d_scheduler.step()
+
+        window_images += images.shape[0]
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            elapsed = time.perf_counter() - window_start
+            record = {"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
+            for key, value in out.items():
+                if key not in ("loss", "reconstruction", "reconstruction_loss") and value.numel() == 1:
+                    record[key] = value.item()
+            record.update({key: value.item() for key, value in generator.items() if key != "loss"})
+            record.update({f"discriminator_{key}": value.item() for key, value in disc.items()})
+            record["images_per_s"] = window_images / max(elapsed, 1e-9)
+            result.history.append(record)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", d=f"{record['discriminator_loss']:.3f}")
+            window_images, window_start = 0, time.perf_counter()
+        if eval_fn is not None and config.eval_every and done % config.eval_every == 0 and done != config.steps:
+            result.evaluations.append({"step": done, **eval_fn(result.final_model, done)})
+            tokenizer.train()
+        if config.checkpoint_every and done % config.checkpoint_every == 0:
+            result.seconds += time.perf_counter() - run_start
+            run_start = time.perf_counter()
+            checkpoint(done)
+    result.seconds += time.perf_counter() - run_start
+    if start < config.steps:
+        checkpoint(config.steps)
+    if eval_fn is not None and start < config.steps:
+        result.evaluations.append({"step": config.steps, **eval_fn(result.final_model, config.steps)})
+    tokenizer.eval()
+    adversarial.eval()
+    if out_dir is not None:
+        (Path(out_dir) / "history.json").write_text(json.dumps(result.history))
+    return result

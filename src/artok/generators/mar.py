@@ -1,0 +1,228 @@
+"""Masked autoregression over continuous tokens (MAR: Li et al., "Autoregressive Image Generation
+without Vector Quantization", https://arxiv.org/abs/2406.11838).
+
+Tokens are continuous (a KL tokenizer's latents), so no softmax can model them: a bidirectional
+transformer produces a condition vector ``z_i`` for every position, and a small per-token head
+(`artok.heads.DiffusionHead`, MAR's choice, or the interchangeable `artok.heads.FlowHead`) models
+``p(x_i | z_i)``. Generation is *random-order masked autoregression*: in training a random subset of
+positions is masked (ratio from a truncated normal ``N(1, 0.25)`` on ``[mask_ratio_min, 1]``, one per
+batch, random order per row) and the head's loss is taken on the masked positions only, repeated
+``head_batch_mul`` times with fresh noise (MAR's diffusion batch multiplier). Sampling
+(`artok.sampling.sample_mar`) unmasks a cosine-scheduled number of positions per iteration, in a
+random order, with classifier-free guidance whose scale can rise linearly with the number of
+known tokens.
+
+Backbone (``decoder_depth > 0``): MAE-style encoder / decoder split (He et al.,
+https://arxiv.org/abs/2111.06377) as MAR: ``buffer_size`` class tokens + the *known* tokens go
+through the encoder; the decoder re-inserts a learned mask token at the unknown positions. With
+``decoder_depth = 0`` one bidirectional stack sees every position, unknown ones as the mask token.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from artok.generators.base import Generator, IncompatibleTokensError
+from artok.generators.head_support import build_continuous_head, check_continuous_head, validate_continuous_head_options
+from artok.hub import register_model
+from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
+from artok.tokens import Tokens, TokenSpec
+
+
+@dataclass
+class MARConfig:
+    """Configuration of `MARGenerator`.
+
+    Args:
+        token_spec: the tokens' `TokenSpec` (as a dict): continuous, grid or sequence.
+        num_classes: class labels; index ``num_classes`` is the unconditional label.
+        dim, num_heads, hidden_dim: transformer width, heads, SwiGLU size.
+        encoder_depth: encoder layers (the whole stack when ``decoder_depth`` is 0).
+        decoder_depth: MAE decoder layers (0: no encoder/decoder split).
+        buffer_size: class-token positions prepended to the sequence (MAR uses 64).
+        class_dropout: label-dropout probability (trains the CFG branch).
+        dropout: attention / residual dropout.
+        mask_ratio_min, mask_ratio_std: training mask ratio ~ N(1, std) truncated to [min, 1].
+        head: ``"diffusion"`` (DDPM) or ``"flow"`` (flow matching).
+        head_width, head_depth: the per-token MLP head.
+        head_batch_mul: repeats of the masked tokens in the head loss (fresh noise each).
+        num_timesteps, noise_schedule: diffusion head training schedule.
+        prediction: what the diffusion head regresses: ``"v"`` (default; well conditioned for small,
+            briefly trained heads) or ``"epsilon"`` (MAR's choice).
+        time_sampling: flow head training times (``uniform`` or ``logit-normal``).
+        token_scale: tokens are multiplied by this before modelling (MAR's latent scale factor,
+            bringing latents to roughly unit variance); samples are divided by it.
+    """
+
+    token_spec: dict
+    num_classes: int = 10
+    dim: int = 256
+    encoder_depth: int = 4
+    decoder_depth: int = 0
+    num_heads: int = 4
+    hidden_dim: int | None = None
+    buffer_size: int = 4
+    class_dropout: float = 0.1
+    dropout: float = 0.0
+    mask_ratio_min: float = 0.7
+    mask_ratio_std: float = 0.25
+    head: str = "diffusion"
+    head_width: int = 256
+    head_depth: int = 3
+    head_batch_mul: int = 4
+    num_timesteps: int = 1000
+    noise_schedule: str = "cosine"
+    prediction: str = "v"
+    time_sampling: str = "uniform"
+    token_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        spec = self.token_spec if isinstance(self.token_spec, TokenSpec) else TokenSpec.from_dict(self.token_spec)
+        self.token_spec = spec.to_dict()
+        validate_continuous_head_options(
+            self.head, self.num_timesteps, self.noise_schedule, self.time_sampling, self.prediction
+        )
+        MARGenerator.check_spec(spec, self.head)
+        if self.num_classes < 1:
+            raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if self.encoder_depth < 1 or self.decoder_depth < 0:
+            raise ValueError(f"need encoder_depth >= 1 and decoder_depth >= 0, got {self.encoder_depth}, {self.decoder_depth}")
+        if self.buffer_size < 1:
+            raise ValueError(f"buffer_size must be >= 1, got {self.buffer_size}")
+        if not 0.0 < self.mask_ratio_min <= 1.0 or self.mask_ratio_std <= 0:
+            raise ValueError(f"need 0 < mask_ratio_min <= 1 and mask_ratio_std > 0, got {self.mask_ratio_min}, {self.mask_ratio_std}")
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
+        if self.head_width < 1 or self.head_depth < 1 or self.head_batch_mul < 1:
+            raise ValueError("head_width, head_depth and head_batch_mul must be positive")
+        if self.token_scale <= 0:
+            raise ValueError(f"token_scale must be positive, got {self.token_scale}")
+
+    @property
+    def spec(self) -> TokenSpec:
+        return TokenSpec.from_dict(self.token_spec)
+
+
+def truncated_normal_ratio(mean: float, std: float, low: float, high: float, device=None) -> float:
+    """One draw of ``N(mean, std)`` truncated to ``[low, high]`` (inverse-CDF sampling)."""
+    normal = torch.distributions.Normal(torch.tensor(mean, dtype=torch.float64), torch.tensor(std, dtype=torch.float64))
+    lo, hi = normal.cdf(torch.tensor(low, dtype=torch.float64)), normal.cdf(torch.tensor(high, dtype=torch.float64))
+    u = lo + (hi - lo) * torch.rand((), dtype=torch.float64)
+    return float(normal.icdf(u.clamp(1e-12, 1 - 1e-12)).clamp(low, high))
+
+
+@register_model("mar")
+class MARGenerator(Generator):
+    """Random-order masked autoregression with a per-token continuous head; see the module docstring."""
+
+    config_class = MARConfig
+
+    def __init__(self, config: MARConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.check_spec = functools.partial(type(self).check_spec, head=config.head)
+        spec, dim = config.spec, config.dim
+        seq_len, token_dim = spec.seq_len, spec.channels
+        hidden = config.hidden_dim or swiglu_hidden_dim(dim)
+        self.token_proj = nn.Linear(token_dim, dim)
+        self.class_embedding = nn.Embedding(config.num_classes + 1, dim)
+        self.mask_token = nn.Parameter(torch.zeros(dim))
+        self.encoder_position = nn.Parameter(torch.zeros(config.buffer_size + seq_len, dim))
+        self.encoder = nn.ModuleList(
+            TransformerBlock(dim, config.num_heads, hidden, config.dropout) for _ in range(config.encoder_depth)
+        )
+        self.encoder_norm = RMSNorm(dim)
+        if config.decoder_depth:
+            self.decoder_proj = nn.Linear(dim, dim)
+            self.decoder_position = nn.Parameter(torch.zeros(config.buffer_size + seq_len, dim))
+            self.decoder = nn.ModuleList(
+                TransformerBlock(dim, config.num_heads, hidden, config.dropout) for _ in range(config.decoder_depth)
+            )
+            self.decoder_norm = RMSNorm(dim)
+        self.head_position = nn.Parameter(torch.zeros(seq_len, dim))
+        self.head = build_continuous_head(
+            config.head, token_dim, dim, config.head_width, config.head_depth, config.num_timesteps,
+            config.noise_schedule, config.time_sampling, config.prediction,
+        )
+        for name, param in self.named_parameters():
+            if "position" in name or name == "mask_token":
+                nn.init.normal_(param, std=0.02)
+        nn.init.normal_(self.class_embedding.weight, std=0.02)
+
+    @classmethod
+    def check_spec(cls, spec: TokenSpec, head: str | None = None) -> None:
+        if spec.layout not in ("grid", "sequence"):
+            raise IncompatibleTokensError(
+                f"MAR models continuous tokens on a grid or sequence, got layout {spec.layout!r}; use a KL tokenizer"
+            )
+        check_continuous_head(head or "diffusion", spec, "mar")
+
+    @property
+    def spec(self) -> TokenSpec:
+        return self.config.spec
+
+    @property
+    def null_class(self) -> int:
+        return self.config.num_classes
+
+    def _with_buffer(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        buffer = self.class_embedding(labels).unsqueeze(1).expand(-1, self.config.buffer_size, -1)
+        return torch.cat([buffer, x], dim=1)
+
+    def condition_vectors(self, values: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Head conditions ``z`` ``B x L x dim`` for scaled tokens ``values`` (``B x L x D``, model
+        space: already multiplied by ``token_scale``) with unknown positions ``mask`` (``B x L``,
+        True = unknown). With the encoder/decoder split every row must hide the same count."""
+        buffer = self.config.buffer_size
+        x = self.token_proj(values)
+        if not self.config.decoder_depth:
+            x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
+            x = self._with_buffer(x, labels) + self.encoder_position
+            for block in self.encoder:
+                x = block(x)
+            return self.encoder_norm(x)[:, buffer:] + self.head_position
+        counts = mask.sum(dim=1)
+        if not bool((counts == counts[0]).all()):
+            raise ValueError("the MAE encoder needs the same number of unknown tokens in every row")
+        keep = torch.cat([torch.zeros_like(mask[:, :buffer]), mask], dim=1)  # True = drop
+        x = self._with_buffer(x, labels) + self.encoder_position
+        num_keep = x.shape[1] - int(counts[0])
+        index = torch.argsort(keep.int(), dim=1, stable=True)[:, :num_keep]  # kept positions, in order
+        gathered = torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        for block in self.encoder:
+            gathered = block(gathered)
+        gathered = self.decoder_proj(self.encoder_norm(gathered))
+        full = self.mask_token.to(gathered.dtype).expand(x.shape[0], x.shape[1], -1).clone()
+        full = full.scatter(1, index.unsqueeze(-1).expand(-1, -1, full.shape[-1]), gathered)
+        full = full + self.decoder_position
+        for block in self.decoder:
+            full = block(full)
+        return self.decoder_norm(full)[:, buffer:] + self.head_position
+
+    def random_mask(self, batch_size: int, device) -> torch.Tensor:
+        """Training mask ``B x L``: one truncated-normal ratio for the batch, random order per row."""
+        seq_len = self.spec.seq_len
+        ratio = truncated_normal_ratio(1.0, self.config.mask_ratio_std, self.config.mask_ratio_min, 1.0)
+        count = min(seq_len, max(1, math.ceil(seq_len * ratio)))
+        ranks = torch.rand(batch_size, seq_len, device=device).argsort(dim=1).argsort(dim=1)
+        return ranks < count
+
+    def loss(self, tokens: Tokens, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.check_spec(tokens.spec, head=self.config.head)
+        values = tokens.values * self.config.token_scale
+        labels = cond
+        if self.training and self.config.class_dropout > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        mask = self.random_mask(values.shape[0], values.device)
+        z = self.condition_vectors(values, mask, labels)[mask]
+        target = values[mask]
+        repeats = self.config.head_batch_mul
+        return {"loss": self.head.loss(z.repeat(repeats, 1), target.repeat(repeats, 1))}

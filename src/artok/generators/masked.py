@@ -1,0 +1,158 @@
+"""Masked generative image transformer (MaskGIT: Chang et al., "MaskGIT: Masked Generative Image
+Transformer", https://arxiv.org/abs/2202.04200).
+
+A **bidirectional** transformer sees the class token and every position of the grid, some of them
+replaced by a learned ``[MASK]`` embedding, and predicts the ids of the masked ones. Training
+(section 3.2): per sequence draw ``u ~ U(0, 1)``, mask ``ceil(L * gamma(u))`` random positions
+(``gamma`` = the mask schedule, cosine by default) and minimise cross-entropy on the masked
+positions only. Label dropout trains the unconditional branch for classifier-free guidance.
+
+Decoding (`artok.sampling.sample_maskgit`): start fully masked; each of ``T`` iterations samples
+every masked position in parallel, then keeps the most confident ones and re-masks exactly as many
+as the schedule says, ranking by log-probability plus Gumbel noise whose temperature anneals to 0.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from artok.generators.base import Generator, IncompatibleTokensError
+from artok.generators.head_support import build_discrete_head, build_token_embedding, check_discrete_head
+from artok.hub import register_model
+from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
+from artok.sampling.mask_schedules import MASK_SCHEDULES, training_mask_ratio
+from artok.tokens import Tokens, TokenSpec
+
+MASKGIT_HEADS = ("categorical", "bitwise")
+
+
+@dataclass
+class MaskGITConfig:
+    """Configuration of `MaskGITGenerator`.
+
+    Args:
+        token_spec: the tokens' `TokenSpec` (as a dict): discrete, one id per position, grid or sequence.
+        num_classes: class labels; index ``num_classes`` is the unconditional label.
+        dim, depth, num_heads, hidden_dim: transformer size.
+        class_dropout: label-dropout probability.
+        dropout: attention / residual dropout.
+        mask_schedule: the training mask schedule (``cosine``, ``linear``, ``square``, ``sqrt``).
+        head: ``"categorical"`` or ``"bitwise"`` (LFQ/BSQ tokens).
+    """
+
+    token_spec: dict
+    num_classes: int = 10
+    dim: int = 256
+    depth: int = 4
+    num_heads: int = 4
+    hidden_dim: int | None = None
+    class_dropout: float = 0.1
+    dropout: float = 0.0
+    mask_schedule: str = "cosine"
+    head: str = "categorical"
+
+    def __post_init__(self) -> None:
+        spec = self.token_spec if isinstance(self.token_spec, TokenSpec) else TokenSpec.from_dict(self.token_spec)
+        self.token_spec = spec.to_dict()
+        if self.head not in MASKGIT_HEADS:
+            raise ValueError(f"head must be one of {MASKGIT_HEADS}, got {self.head!r}")
+        MaskGITGenerator.check_spec(spec, self.head)
+        if self.mask_schedule not in MASK_SCHEDULES:
+            raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {self.mask_schedule!r}")
+        if self.num_classes < 1:
+            raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
+
+    @property
+    def spec(self) -> TokenSpec:
+        return TokenSpec.from_dict(self.token_spec)
+
+
+@register_model("maskgit")
+class MaskGITGenerator(Generator):
+    """Bidirectional masked-token transformer with a class prefix; see the module docstring."""
+
+    config_class = MaskGITConfig
+
+    def __init__(self, config: MaskGITConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.check_spec = functools.partial(type(self).check_spec, head=config.head)
+        spec, dim = config.spec, config.dim
+        self.token_embedding = build_token_embedding(config.head, spec, dim)
+        self.mask_embedding = nn.Parameter(torch.zeros(dim))
+        self.class_embedding = nn.Embedding(config.num_classes + 1, dim)
+        self.position = nn.Parameter(torch.zeros(spec.seq_len + 1, dim))
+        hidden = config.hidden_dim or swiglu_hidden_dim(dim)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(dim, config.num_heads, hidden, dropout=config.dropout) for _ in range(config.depth)
+        )
+        self.norm = RMSNorm(dim)
+        self.head = build_discrete_head(config.head, spec, dim)
+        self.apply(self._init_weights)
+        nn.init.normal_(self.position, std=0.02)
+        nn.init.normal_(self.mask_embedding, std=0.02)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+            if getattr(module, "bias", None) is not None:
+                nn.init.zeros_(module.bias)
+
+    @classmethod
+    def check_spec(cls, spec: TokenSpec, head: str | None = None) -> None:
+        if spec.kind != "discrete" or spec.layout not in ("grid", "sequence"):
+            raise IncompatibleTokensError(
+                f"MaskGIT models discrete tokens on a grid or sequence, got {spec.kind} tokens with layout "
+                f"{spec.layout!r}; use a VQ/FSQ/LFQ/BSQ tokenizer (mar models continuous tokens, next-scale "
+                "multi-scale ones)"
+            )
+        check_discrete_head(head or "categorical", spec, "maskgit")
+
+    @property
+    def spec(self) -> TokenSpec:
+        return self.config.spec
+
+    @property
+    def null_class(self) -> int:
+        return self.config.num_classes
+
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """States ``B x L x dim`` for ``ids`` (``B x L``) with positions where ``mask`` is True hidden."""
+        tokens = self.token_embedding(ids.clamp_min(0))
+        x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(tokens.dtype), tokens)
+        x = torch.cat([self.class_embedding(labels).unsqueeze(1), x], dim=1) + self.position
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)[:, 1:]
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Logits ``B x L x V`` (bit logits for the bitwise head) at every position."""
+        return self.head(self.hidden_states(ids, mask, labels))
+
+    def random_mask(self, batch_size: int, device) -> torch.Tensor:
+        """Training masks ``B x L``: ``ceil(L * gamma(u))`` random positions per row (at least one)."""
+        seq_len = self.spec.seq_len
+        ratio = training_mask_ratio(batch_size, self.config.mask_schedule, device)
+        count = torch.ceil(ratio * seq_len).clamp(1, seq_len).long()
+        ranks = torch.rand(batch_size, seq_len, device=device).argsort(dim=1).argsort(dim=1)
+        return ranks < count[:, None]
+
+    def loss(self, tokens: Tokens, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.check_spec(tokens.spec, head=self.config.head)
+        ids, labels = tokens.ids, cond
+        if self.training and self.config.class_dropout > 0:
+            drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
+            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        mask = self.random_mask(ids.shape[0], ids.device)
+        hidden = self.hidden_states(ids, mask, labels)
+        loss = self.head.loss(hidden[mask].unsqueeze(0), ids[mask].unsqueeze(0))
+        return {"loss": loss, "mask_fraction": mask.float().mean().detach()}

@@ -1,0 +1,98 @@
+"""One entry point for every generator: ``sample(generator, labels, config, rng) -> Tokens``.
+
+The loop is chosen by the generator's registered ``model_type`` (no import of the generator
+classes, so sampling never depends on model code):
+
+==============  ============================  =========================================
+model_type      sampler config                loop
+==============  ============================  =========================================
+raster          `SamplerConfig`               `sample_raster` (categorical head) or
+                                              `sample_raster_with_head` (bitwise, dimwise)
+next_scale      `NextScaleSamplerConfig`      `sample_next_scale`
+maskgit         `MaskGITSamplerConfig`        `sample_maskgit`
+mar             `MARSamplerConfig`            `sample_mar`
+next_x          `NextXSamplerConfig`          `sample_next_x`
+==============  ============================  =========================================
+
+``config=None`` uses the defaults stored with the checkpoint (``generator.extra["sampling"]``), else
+the kind's defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import torch
+
+from artok.sampling.configs import SAMPLER_CONFIGS, sampler_config_from_dict, sampler_kind
+from artok.sampling.loops import sample_raster
+from artok.sampling.masked import sample_maskgit
+from artok.sampling.mar import sample_mar
+from artok.sampling.next_scale import sample_next_scale
+from artok.sampling.next_x import sample_next_x
+from artok.sampling.raster_heads import sample_raster_with_head
+from artok.tokens import Tokens
+
+#: registered ``model_type`` -> sampler kind
+KIND_OF_MODEL = {"raster": "raster", "next_scale": "next-scale", "maskgit": "maskgit", "mar": "mar", "next_x": "next-x"}
+
+
+def sampler_kind_for(generator) -> str:
+    """The sampler kind a generator needs (from its ``model_type``)."""
+    model_type = getattr(generator, "model_type", None)
+    if model_type not in KIND_OF_MODEL:
+        raise ValueError(f"no sampler for {type(generator).__name__} (model_type {model_type!r}); known: {sorted(KIND_OF_MODEL)}")
+    return KIND_OF_MODEL[model_type]
+
+
+def default_sampler_config(generator):
+    """The generator's stored sampling defaults, else its kind's defaults."""
+    kind = sampler_kind_for(generator)
+    stored = getattr(generator, "extra", {}).get("sampling")
+    if stored:
+        config = sampler_config_from_dict(stored, default_kind="raster")
+        if sampler_kind(config) == kind:
+            return config
+    return SAMPLER_CONFIGS[kind]()
+
+
+def sampler_config_for(generator, stored: dict | None = None, overrides: dict | None = None):
+    """A config of the generator's kind: ``stored`` (a dict, e.g. ``extra["sampling"]``; None: the
+    generator's defaults) with ``overrides`` (None values are skipped). An override that the kind does
+    not have raises ValueError naming the kind."""
+    kind = sampler_kind_for(generator)
+    if stored is None:
+        config = default_sampler_config(generator)
+    else:
+        config = sampler_config_from_dict(stored, default_kind=kind)
+        if sampler_kind(config) != kind:
+            raise ValueError(f"stored sampling defaults are for {sampler_kind(config)!r}, but the generator needs {kind!r}")
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    known = {f.name for f in fields(config)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"sampling option(s) {unknown} do not apply to {kind} sampling (options: {sorted(known)})")
+    return replace(config, **overrides)
+
+
+@torch.no_grad()
+def sample(generator, labels: torch.Tensor, config=None, rng: torch.Generator | None = None) -> Tokens:
+    """Sample one token sequence per label with the loop that fits ``generator``.
+
+    ``config``: a sampler config of the generator's kind, a dict (``extra["sampling"]`` style), or
+    None for the generator's defaults. ``rng``: the only source of randomness."""
+    kind = sampler_kind_for(generator)
+    if config is None:
+        config = default_sampler_config(generator)
+    elif isinstance(config, dict):
+        config = sampler_config_from_dict(config, default_kind=kind)
+    if sampler_kind(config) != kind:
+        raise ValueError(
+            f"a {type(generator).__name__} samples with {SAMPLER_CONFIGS[kind].__name__}, got {type(config).__name__}"
+        )
+    if kind == "raster":
+        if generator.config.head == "categorical":
+            return sample_raster(generator, labels, config, rng)
+        return sample_raster_with_head(generator, labels, config, rng)
+    loops = {"next-scale": sample_next_scale, "maskgit": sample_maskgit, "mar": sample_mar, "next-x": sample_next_x}
+    return loops[kind](generator, labels, config, rng)
