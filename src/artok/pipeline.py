@@ -12,7 +12,16 @@ from pathlib import Path
 import torch
 
 from artok.data import ImageDataset, load_dataset
-from artok.evaluation import CodebookStats, Report, evaluate_generation, get_reference_classifier, psnr, reference_fd, ssim
+from artok.evaluation import (
+    CodebookStats,
+    Report,
+    evaluate_generation,
+    get_reference_classifier,
+    psnr,
+    reference_fd,
+    save_image_grid,
+    ssim,
+)
 from artok.generators import RasterConfig, RasterGenerator
 from artok.hub import from_pretrained, save_pretrained
 from artok.sampling import SamplerConfig, sample
@@ -36,24 +45,28 @@ class Preset:
 
 
 def preset_for(dataset: ImageDataset) -> Preset:
-    """Defaults for ``dataset``: the 16x16 ``digits`` set gets a 4x4 token grid, 28x28 sets a 7x7 one."""
+    """Defaults for ``dataset``, sized for a 2-core CPU (``--steps`` / ``--tokenizer-steps`` train longer).
+
+    The 16x16 ``digits`` set gets a 4x4 token grid (128 codes); 28x28 sets (mnist, fashion-mnist)
+    a 7x7 grid (256 codes) and wider models.
+    """
     channels, (height, _) = dataset.channels, dataset.image_size
     small = height <= 16
     tokenizer = CNNTokenizerConfig(
         in_channels=channels,
         image_size=height,
-        base_channels=16 if small else 64,
+        base_channels=16 if small else 32,
         channel_multipliers=(1, 2, 2),
         latent_dim=32,
         quantizer="vq",
-        quantizer_options={"codebook_size": 128 if small else 512, "codebook_dim": 8, "dead_code_threshold": 0.02},
+        quantizer_options={"codebook_size": 128 if small else 256, "codebook_dim": 8, "dead_code_threshold": 0.02},
     )
-    generator = {"dim": 128, "depth": 4, "num_heads": 4, "dropout": 0.1, "class_dropout": 0.1} if small else {
-        "dim": 384, "depth": 8, "num_heads": 6, "dropout": 0.1, "class_dropout": 0.1}
-    tokenizer_train = TrainConfig(steps=400 if small else 3000, batch_size=64, lr=2e-3, warmup_steps=50, log_every=10)
+    generator = {"dim": 128, "depth": 4, "num_heads": 4, "dropout": 0.1, "class_dropout": 0.1}
+    tokenizer_train = TrainConfig(steps=400 if small else 800, batch_size=64, lr=2e-3, warmup_steps=50, log_every=10,
+                                  eval_every=100 if small else 200)
     generator_train = TrainConfig(
-        steps=500 if small else 6000, batch_size=128, lr=1e-3, warmup_steps=50, ema_decay=0.99 if small else 0.999,
-        log_every=10,
+        steps=500 if small else 1500, batch_size=128 if small else 64, lr=1e-3, warmup_steps=50,
+        ema_decay=0.99 if small else 0.995, log_every=10, eval_every=100 if small else 300,
     )
     return Preset(tokenizer, generator, tokenizer_train, generator_train)
 
@@ -102,14 +115,21 @@ def sample_images(
 
 
 def evaluate_samples(dataset_name: str, images: torch.Tensor, labels: torch.Tensor, train: ImageDataset, test: ImageDataset,
-                     device: str = "cpu", progress: bool = True) -> dict:
-    """Class accuracy and FD of samples under the dataset's reference classifier, with the real FD floor."""
+                     device: str = "cpu", progress: bool = True, with_floor: bool = True) -> dict:
+    """Class accuracy and FD of samples under the dataset's reference classifier, with the real FD floor
+    (``fd_reference``: as many real train images as samples, against the same real test split)."""
     if dataset_name not in CLASSIFIER_DATASETS:
         return {}
     classifier = get_reference_classifier(dataset_name, device=device, progress=progress)
     metrics = evaluate_generation(classifier, images, labels, test)
-    metrics["fd_reference"] = reference_fd(classifier, train, test, n=min(images.shape[0], len(train)))
+    if with_floor:
+        metrics["fd_reference"] = reference_fd(classifier, train, test, n=min(images.shape[0], len(train)))
     return metrics
+
+
+def _subset(dataset: ImageDataset, count: int) -> ImageDataset:
+    """The first ``count`` images (splits are already shuffled and class-balanced)."""
+    return replace(dataset, images=dataset.images[:count], labels=dataset.labels[:count])
 
 
 @dataclass
@@ -145,8 +165,17 @@ def run_demo(config: DemoConfig) -> dict:
     if config.tokenizer_steps:
         tokenizer_train = replace(tokenizer_train, steps=config.tokenizer_steps)
     tokenizer = CNNTokenizer(preset.tokenizer)
+    probe = _subset(test, 256)
+
+    def tokenizer_eval(model, step):
+        was_training = model.training
+        metrics = evaluate_tokenizer(model, probe, device=config.device)
+        model.train(was_training)
+        return {"psnr": metrics["psnr"], "codebook_usage": metrics.get("codebook_usage", float("nan"))}
+
     tick = time.perf_counter()
-    tokenizer_result = train_tokenizer(tokenizer, train, tokenizer_train, out_dir=out / "tokenizer", resume=config.resume)
+    tokenizer_result = train_tokenizer(tokenizer, train, tokenizer_train, out_dir=out / "tokenizer", resume=config.resume,
+                                       eval_fn=tokenizer_eval)
     timings["tokenizer_train_s"] = time.perf_counter() - tick
     save_pretrained(tokenizer, out / "tokenizer", extra={"dataset": config.dataset})
     tokenizer_metrics = evaluate_tokenizer(tokenizer, test, device=config.device)
@@ -159,13 +188,25 @@ def run_demo(config: DemoConfig) -> dict:
         generator_train = replace(generator_train, steps=config.steps)
     generator_config = RasterConfig(token_spec=tokenizer.spec.to_dict(), num_classes=train.num_classes, **preset.generator)
     generator = RasterGenerator(generator_config)
+    sampler = preset.sampler if config.cfg_scale is None else replace(preset.sampler, cfg_scale=config.cfg_scale)
+    probe_labels = torch.arange(train.num_classes).repeat_interleave(10)
+
+    def generator_eval(model, step):
+        was_training = model.training
+        model.eval()
+        images = sample_images(model, tokenizer, probe_labels.to(config.device), sampler, seed=config.seed + 1)
+        metrics = evaluate_samples(config.dataset, images, probe_labels, train, test, device=config.device,
+                                   progress=config.progress, with_floor=False)
+        model.train(was_training)
+        return {k: metrics[k] for k in ("class_accuracy", "fd") if k in metrics}
+
     tick = time.perf_counter()
     generator_result = train_generator(
-        generator, tokens, train.labels, generator_train, out_dir=out / "generator", resume=config.resume
+        generator, tokens, train.labels, generator_train, out_dir=out / "generator", resume=config.resume,
+        eval_fn=generator_eval,
     )
     timings["generator_train_s"] = time.perf_counter() - tick
     generator = generator_result.final_model.eval()
-    sampler = preset.sampler if config.cfg_scale is None else replace(preset.sampler, cfg_scale=config.cfg_scale)
     save_pretrained(generator, out / "generator", extra={
         "sampling": sampler.to_dict(), "tokenizer": str((out / "tokenizer").resolve()), "dataset": config.dataset,
         "class_names": train.class_names})
@@ -213,11 +254,18 @@ def _demo_report(out, config, train, test, tokenizer, images, per_class, tokeniz
     columns = min(per_class, 12)
     grid = images.view(train.num_classes, per_class, *images.shape[1:])[:, :columns].flatten(0, 1)
     report.add_image_grid(grid, nrow=columns, caption="one row per class", row_labels=train.class_names)
+    save_image_grid(out / "samples.png", grid, nrow=columns, scale=4)
+    save_image_grid(out / "reconstructions.png", torch.cat([real, reconstruction]), nrow=shown, scale=4)
     report.add_heading("Training curves")
     for name, result in (("tokenizer", tokenizer_result), ("generator", generator_result)):
         steps = [h["step"] for h in result.history]
         report.add_plot((steps, {f"{name} loss": [h["loss"] for h in result.history]}), caption=f"{name} training loss",
                         xlabel="step", ylabel="loss", logy=True)
+    for name, result, key in (("tokenizer", tokenizer_result, "psnr"), ("generator", generator_result, "class_accuracy")):
+        points = [e for e in result.evaluations if key in e]
+        if points:
+            report.add_plot(([e["step"] for e in points], {key: [e[key] for e in points]}),
+                            caption=f"{name} {key} on held-out data during training", xlabel="step", ylabel=key)
     report.save(out / "report.html")
 
 

@@ -29,14 +29,17 @@ def _tiny_dataset(n=24, side=16):
     return ImageDataset(images, torch.arange(n) % 2, ["a", "b"], "tiny", "test")
 
 
-def test_bench_end_to_end(tmp_path, digits_classifier):
+def test_bench_end_to_end(tmp_path):
+    from artok.evaluation import train_reference_classifier
+
+    classifier = train_reference_classifier(_tiny_dataset(), steps=3, width=4, feature_dim=8, progress=False)
     save_pretrained(_cnn(), tmp_path / "cnn")
     save_pretrained(_vit(), tmp_path / "vit")
     tokenizers = {"cnn": from_pretrained(tmp_path / "cnn"), "vit": from_pretrained(tmp_path / "vit")}
     config = TokenizerBenchConfig(datasets=("tiny", "text"), batch_size=8, timing_batches=2, fd_dataset="tiny",
                                   text_images=6, grid_images=4, progress=False)
     result = run_tokenizer_bench(tokenizers, config, tmp_path / "bench", datasets={"tiny": _tiny_dataset()},
-                                 classifier=digits_classifier)
+                                 classifier=classifier)
     results = json.loads((tmp_path / "bench" / "results.json").read_text())
     assert {(r["tokenizer"], r["dataset"]) for r in results["results"]} == {
         (t, d) for t in ("cnn", "vit") for d in ("tiny", "text")}
@@ -45,7 +48,7 @@ def test_bench_end_to_end(tmp_path, digits_classifier):
                 "bits_per_image", "encode_images_per_s", "decode_images_per_s", "encode_peak_memory_mb"):
         assert row[key] is not None, key
     assert row["lpips"] is None  # no weights: not reported (NaN -> null in JSON)
-    assert row["bits_per_image"] == 16 * 4  # 4x4 tokens of 4 bits
+    assert row["bits_per_image"] == 8 * 8 * 4  # 8x8 tokens of 4 bits (16 codes)
     assert 0 < row["codebook_usage"] <= 1 and row["encode_images_per_s"] > 0
     text_row = next(r for r in results["results"] if r["tokenizer"] == "cnn" and r["dataset"] == "text")
     assert text_row["fd"] is None  # FD only on the reference classifier's dataset

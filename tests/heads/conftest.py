@@ -40,14 +40,31 @@ def train_head(head: torch.nn.Module, steps: int = 400, batch: int = 512, lr: fl
     return head.eval()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mixture() -> tuple[float, float]:
     """(mean, variance) of the mixture."""
     return mixture_moments()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fit_mixture():
-    """``fit_mixture(head, steps=...)`` trains a continuous head on the mixture."""
+    """``fit_mixture(head, steps=...)`` trains a continuous head on the mixture (single-threaded)."""
+
+    def fit(head, **kwargs):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return train_head(head, **kwargs)
+        finally:
+            torch.set_num_threads(previous)
+
+    return fit
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest single-threaded (and do not oversubscribe a shared CPU)."""
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    return train_head
+    yield
+    torch.set_num_threads(previous)

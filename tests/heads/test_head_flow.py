@@ -8,11 +8,9 @@ from artok.sampling import sample_flow, sample_head
 
 
 @pytest.fixture(scope="module")
-def trained_flow_head():
-    from conftest import train_head  # the heads conftest (module-scoped fixture: train once)
-
-    torch.set_num_threads(1)
-    return train_head(FlowHead(1, 8, width=64, depth=2), steps=200, lr=5e-3)
+def trained_flow_head(fit_mixture):
+    """Trained once for both samplers."""
+    return fit_mixture(FlowHead(1, 8, width=64, depth=2), steps=200, lr=5e-3)
 
 
 @pytest.mark.parametrize("method", ["euler", "euler-maruyama"])

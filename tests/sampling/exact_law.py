@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
 import torch
 from scipy import stats
 
@@ -83,3 +85,12 @@ def perturbed_copy(generator, seed: int, noise: float) -> RasterGenerator:
             if parameter.dim() > 1:
                 parameter.add_(torch.randn_like(parameter) * noise)
     return draft
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread (and much faster on a shared, oversubscribed CPU)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

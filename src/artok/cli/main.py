@@ -307,7 +307,7 @@ def cmd_sample(args) -> int:
     overrides["steps"] = args.sampling_steps
     sampler = sampler_config_for(generator, generator.extra.get("sampling"), overrides)
     images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed)
-    save_image_grid(args.out, images, nrow=args.per_label)
+    save_image_grid(args.out, images, nrow=args.per_label, scale=4)
     print(f"wrote {len(labels)} samples to {args.out}")
     return 0
 

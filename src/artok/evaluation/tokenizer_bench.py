@@ -144,7 +144,7 @@ def adapt_dataset(dataset: ImageDataset, channels: int, side: int) -> tuple[Imag
         changes.append("converted to grey" if channels == 1 else "converted to RGB")
     images = adapt_images(dataset.images, channels, side)
     adapted = replace(dataset, images=images.contiguous())
-    return adapted, f"{dataset.name}: images {' and '.join(changes)} to fit the tokenizer"
+    return adapted, f"{dataset.name}: images {' and '.join(changes)} to fit the tokenizer input"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,7 +446,7 @@ def run_tokenizer_bench(
     datasets = dict(datasets or {})
     result = TokenizerBenchResult(settings={
         **asdict(config), "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
-        "device_name": _device_name(config.device),
+        "device_name": _device_name(config.device), "load_average_at_start": _load_average(),
     })
     perceptual = None
     if config.lpips_weights is not None:
@@ -465,6 +465,7 @@ def run_tokenizer_bench(
             f"and of the same original images (an rFD; comparable only at the same image count)."
         )
     grids: dict[str, dict[str, torch.Tensor]] = {}
+    adapted: dict[str, list[str]] = {}  # note -> tokenizers it applies to
     for dataset_name in config.datasets:
         grids[dataset_name] = {}
         for name, tokenizer in tokenizers.items():
@@ -473,8 +474,8 @@ def run_tokenizer_bench(
                 dataset, note = adapt_dataset(datasets[dataset_name], channels, side)
             else:
                 dataset, note = load_bench_dataset(dataset_name, tokenizer, config)
-            if note and f"{name}: {note}" not in result.notes:
-                result.notes.append(f"{name}: {note}")
+            if note:
+                adapted.setdefault(note, []).append(name)
             use_fd = classifier is not None and dataset_name == config.fd_dataset
             tick = time.perf_counter()
             metrics, grid, curve = evaluate_on_dataset(
@@ -491,10 +492,12 @@ def run_tokenizer_bench(
                 result.prefix_curves.setdefault(name, {})[dataset_name] = curve
             if config.progress:
                 print(f"{name:>20s} {dataset_name:>14s}  PSNR {metrics['psnr']:.2f}  SSIM {metrics['ssim']:.3f}", flush=True)
+    result.notes += [f"{note} ({', '.join(names)})" for note, names in adapted.items()]
     result.notes.append(
         f"Throughput and peak memory: measured on {config.datasets[0]} at batch size {config.batch_size} on "
         f"{result.settings['device_name']} with {torch.get_num_threads()} torch thread(s), {config.timing_batches} timed "
-        "batches after one warm-up; CPU memory is the peak RSS increase, CUDA memory the peak allocation increase."
+        "batches after one warm-up; CPU memory is the peak RSS increase, CUDA memory the peak allocation increase. "
+        f"1-minute load average: {result.settings['load_average_at_start']:.1f} at the start, {_load_average():.1f} at the end."
     )
     if out_dir is not None:
         out = Path(out_dir)
@@ -502,6 +505,14 @@ def run_tokenizer_bench(
         (out / "results.json").write_text(json.dumps(_json_safe(result.to_dict()), indent=2))
         write_bench_report(result, grids, out / "report.html", config)
     return result
+
+
+def _load_average() -> float:
+    # Throughput on a shared CPU depends on what else runs; the load average says how busy it was.
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return math.nan
 
 
 def _device_name(device: str) -> str:

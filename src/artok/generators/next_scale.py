@@ -252,10 +252,12 @@ class NextScaleGenerator(Generator):
     @classmethod
     def from_tokenizer(cls, tokenizer, **options) -> "NextScaleGenerator":
         """A generator for ``tokenizer``'s tokens with a copy of its multi-scale quantizer."""
+        cls.check_spec(tokenizer.spec, options.get("head"))
         quantizer = tokenizer.quantizer
         if not isinstance(quantizer, MultiScaleVectorQuantizer):
             raise IncompatibleTokensError(
-                f"the next-scale generator needs a tokenizer with quantizer 'msvq', got {type(quantizer).__name__}"
+                f"the next-scale generator needs a tokenizer with quantizer 'msvq', got {type(quantizer).__name__}; "
+                "use a CNN tokenizer with quantizer 'msvq'"
             )
         generator = cls(NextScaleConfig(token_spec=tokenizer.spec.to_dict(), quantizer=asdict(quantizer.config), **options))
         generator.load_quantizer(quantizer)

@@ -152,14 +152,14 @@ def load_perceptual_loss(
         return None
     model = PerceptualLoss()
     backbone = _backbone_state(_read_state(Path(weights_path)))
-    expected = {k: v.shape for k, v in model.features.state_dict().items()}
-    missing = sorted(set(expected) - set(backbone), key=lambda k: int(k.split(".")[1]))
+    expected = {f"features.{k}": v.shape for k, v in model.features.state_dict().items()}
+    missing = sorted(set(expected) - set(backbone), key=lambda k: (int(k.split(".")[1]), k))
     if missing:
         raise ValueError(f"{weights_path} is not a VGG16 state dict: missing {missing[:3]}")
     wrong = [k for k in expected if tuple(backbone[k].shape) != tuple(expected[k])]
     if wrong:
         raise ValueError(f"{weights_path}: {wrong[0]} has shape {tuple(backbone[wrong[0]].shape)}, expected {tuple(expected[wrong[0]])}")
-    model.features.load_state_dict({k: backbone[k].float() for k in expected})
+    model.features.load_state_dict({k.removeprefix("features."): backbone[k].float() for k in expected})
     if lpips_weights_path is not None:
         lin = _read_state(Path(lpips_weights_path))
         for tap, weight in enumerate(model.channel_weights):

@@ -68,3 +68,37 @@ __all__ = [
     "top_k_filter",
     "top_p_filter",
 ]
+
+# Fast engine and speculative decoding for raster generators.
+from artok.sampling.engine import SamplingEngine, sample_raster_fast  # noqa: E402
+from artok.sampling.jacobi import jacobi_sample  # noqa: E402
+from artok.sampling.relaxed import (  # noqa: E402
+    GroupedAcceptance,
+    LanternAcceptance,
+    lantern_acceptance,
+    latent_neighbours,
+    tokenizer_codebook,
+)
+from artok.sampling.speculative import (  # noqa: E402
+    ExactAcceptance,
+    SpeculativeOutput,
+    SpeculativeStats,
+    speculative_sample,
+    verify_drafts,
+)
+
+__all__ += [
+    "ExactAcceptance",
+    "GroupedAcceptance",
+    "LanternAcceptance",
+    "SamplingEngine",
+    "SpeculativeOutput",
+    "SpeculativeStats",
+    "jacobi_sample",
+    "lantern_acceptance",
+    "latent_neighbours",
+    "sample_raster_fast",
+    "speculative_sample",
+    "tokenizer_codebook",
+    "verify_drafts",
+]

@@ -121,6 +121,10 @@ class SamplingEngine:
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        head = getattr(generator.config, "head", "categorical")
+        if head != "categorical":
+            raise ValueError(f"the sampling engine drives categorical heads; this generator has a {head!r} head "
+                             "(use artok.sampling's loop for that head)")
         param = next(generator.parameters())
         self.device = param.device
         auto = default_device_options(self.device)

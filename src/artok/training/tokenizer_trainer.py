@@ -163,7 +163,9 @@ def _train_adversarial(
     optimizer = build_optimizer(tokenizer, config.lr, config.weight_decay, config.betas)
     scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
     d_optimizer = build_optimizer(adversarial, losses.discriminator_lr or config.lr, config.weight_decay, config.betas)
-    d_scheduler = warmup_cosine(d_optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
+    # The discriminator's schedule starts (warmup included) when the discriminator does.
+    d_steps = max(1, config.steps - losses.adversarial.start_step)
+    d_scheduler = warmup_cosine(d_optimizer, min(config.warmup_steps, d_steps), d_steps, config.min_lr_ratio)
     ema = None
     if config.ema_decay is not None:
         ema = AveragedModel(tokenizer, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
@@ -231,7 +233,7 @@ def _train_adversarial(
             disc["loss"].backward()
             torch.nn.utils.clip_grad_norm_(adversarial.parameters(), clip)
             d_optimizer.step()
-        d_scheduler.step()
+            d_scheduler.step()
 
         window_images += images.shape[0]
         done = step + 1

@@ -1,0 +1,73 @@
+"""Every generator kind: built from its natural tokenizer, saved and reloaded (same weights, same
+samples), and rejecting tokenizers it cannot model with an IncompatibleTokensError."""
+
+import pytest
+import torch
+
+from artok.generators import GENERATOR_KINDS, IncompatibleTokensError, build_generator, generator_kind
+from artok.hub import from_pretrained, load_config, save_pretrained
+from artok.sampling import default_sampler_config, sample, sampler_config_to_dict
+
+NATURAL = {"raster": "vq", "maskgit": "vq", "bitwise": "lfq", "next-scale": "msvq", "mar": "kl", "next-x": "kl",
+           "dimwise": "ptq"}
+SMALL = {"dim": 32, "depth": 1, "num_heads": 2}
+CONTINUOUS_SMALL = {"head_width": 16, "head_depth": 1}
+
+
+def options_for(kind):
+    return {**SMALL, **(CONTINUOUS_SMALL if kind in ("mar", "next-x") else {})}
+
+
+def fast_sampler(generator):
+    from dataclasses import replace
+
+    config = default_sampler_config(generator)
+    for field, value in (("iterations", 4), ("steps", 3)):
+        if hasattr(config, field):
+            config = replace(config, **{field: value})
+    return replace(config, cfg_scale=2.0)
+
+
+@pytest.mark.parametrize("kind", GENERATOR_KINDS)
+def test_save_load_round_trip(kind, make_tokenizer, tmp_path):
+    tokenizer = make_tokenizer(NATURAL[kind])
+    generator = build_generator(kind, tokenizer, num_classes=3, **options_for(kind)).eval()
+    assert generator_kind(generator) == kind
+    sampler = fast_sampler(generator)
+    save_pretrained(generator, tmp_path / kind, extra={"sampling": sampler_config_to_dict(sampler)})
+    assert load_config(tmp_path / kind)["extra"]["sampling"]["kind"] in ("raster", kind)
+    loaded = from_pretrained(tmp_path / kind)
+    assert type(loaded) is type(generator) and loaded.config == generator.config
+    for key, value in generator.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    # the stored sampling defaults come back as the default config
+    assert default_sampler_config(loaded) == sampler
+    labels = torch.tensor([0, 2])
+    a = sample(generator, labels, sampler, torch.Generator().manual_seed(3))
+    b = sample(loaded, labels, None, torch.Generator().manual_seed(3))
+    assert a.spec == tokenizer.spec
+    assert torch.equal(a.data, b.data)
+    assert tokenizer.decode(b).shape == (2, 1, 8, 8)
+
+
+INCOMPATIBLE = [
+    ("raster", "kl"), ("raster", "msvq"), ("raster", "ptq"), ("maskgit", "kl"), ("maskgit", "msvq"),
+    ("bitwise", "kl"), ("bitwise", "ptq"), ("dimwise", "vq"), ("dimwise", "kl"), ("next-scale", "vq"), ("next-scale", "kl"),
+    ("mar", "vq"), ("mar", "msvq"), ("next-x", "lfq"), ("next-x", "ptq"),
+]
+
+
+@pytest.mark.parametrize("kind,tokenizer_name", INCOMPATIBLE)
+def test_incompatible_pairings_raise(kind, tokenizer_name, make_tokenizer):
+    with pytest.raises(IncompatibleTokensError) as error:
+        build_generator(kind, make_tokenizer(tokenizer_name), num_classes=3, **options_for(kind))
+    message = str(error.value)
+    # the message names something that would fit
+    assert any(word in message for word in ("use", "Use")), message
+
+
+def test_unknown_kind_and_option(make_tokenizer):
+    with pytest.raises(ValueError, match="unknown generator kind"):
+        build_generator("diffusion", make_tokenizer("vq"), num_classes=3)
+    with pytest.raises(ValueError, match="no option"):
+        build_generator("maskgit", make_tokenizer("vq"), num_classes=3, unit="cell")

@@ -1,0 +1,69 @@
+"""`artok.sampling.sample` dispatch and the per-kind sampler configs stored with checkpoints."""
+
+import pytest
+import torch
+
+from artok.sampling import (
+    MARSamplerConfig,
+    MaskGITSamplerConfig,
+    NextScaleSamplerConfig,
+    NextXSamplerConfig,
+    SamplerConfig,
+    default_sampler_config,
+    sample,
+    sampler_config_for,
+    sampler_config_from_dict,
+    sampler_config_to_dict,
+)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ALL = [SamplerConfig(cfg_scale=2.0), NextScaleSamplerConfig(top_k=3), MaskGITSamplerConfig(iterations=5),
+       MARSamplerConfig(steps=7, method="ddpm"), NextXSamplerConfig(method="euler-maruyama")]
+
+
+@pytest.mark.parametrize("config", ALL, ids=lambda c: type(c).__name__)
+def test_dict_round_trip(config):
+    data = sampler_config_to_dict(config)
+    assert "kind" in data
+    assert sampler_config_from_dict(data) == config
+
+
+def test_old_raster_dicts_still_load():
+    old = SamplerConfig(cfg_scale=3.0, top_k=10).to_dict()
+    assert "kind" not in old
+    assert sampler_config_from_dict(old) == SamplerConfig(cfg_scale=3.0, top_k=10)
+
+
+def test_validation():
+    with pytest.raises(ValueError, match="iterations"):
+        MaskGITSamplerConfig(iterations=0)
+    with pytest.raises(ValueError, match="method"):
+        MARSamplerConfig(method="heun")
+    with pytest.raises(ValueError, match="no field"):
+        sampler_config_from_dict({"kind": "maskgit", "steps": 3})
+    with pytest.raises(ValueError, match="unknown sampler kind"):
+        sampler_config_from_dict({"kind": "gan"})
+
+
+def test_defaults_and_overrides(zoo_generator, tiny_generator):
+    generator = zoo_generator("maskgit")
+    assert default_sampler_config(generator) == MaskGITSamplerConfig()
+    generator.extra = {"sampling": sampler_config_to_dict(MaskGITSamplerConfig(iterations=3))}
+    assert default_sampler_config(generator).iterations == 3
+    config = sampler_config_for(generator, generator.extra["sampling"], {"cfg_scale": 2.0, "top_k": None})
+    assert config == MaskGITSamplerConfig(iterations=3, cfg_scale=2.0)
+    with pytest.raises(ValueError, match="do not apply to raster"):
+        sampler_config_for(tiny_generator, None, {"iterations": 4})
+    # an old raster checkpoint without "kind"
+    tiny_generator.extra = {"sampling": SamplerConfig(cfg_scale=4.0).to_dict()}
+    assert sampler_config_for(tiny_generator, tiny_generator.extra["sampling"], {}) == SamplerConfig(cfg_scale=4.0)
+
+
+def test_wrong_config_kind_is_refused(zoo_generator, tiny_generator):
+    with pytest.raises(ValueError, match="MaskGITSamplerConfig"):
+        sample(zoo_generator("maskgit"), torch.tensor([0]), SamplerConfig())
+    with pytest.raises(ValueError, match="SamplerConfig"):
+        sample(tiny_generator, torch.tensor([0]), MARSamplerConfig())
+    tokens = sample(tiny_generator, torch.tensor([0, 1]), {"cfg_scale": 2.0}, torch.Generator().manual_seed(0))
+    assert tokens.ids.shape == (2, 9)
