@@ -37,7 +37,10 @@ def test_singular_covariances_use_the_offset_fallback():
     distance = frechet_distance_from_statistics(a, b)
     assert math.isfinite(distance) and distance > 0
     zero = np.zeros((4, 4))
-    assert frechet_distance(np.zeros(4), zero, np.ones(4), zero) == pytest.approx(4.0, abs=1e-4)
+    assert frechet_distance(np.zeros(4), zero, np.ones(4), zero) == pytest.approx(4.0, abs=1e-9)
+    # Identical singular covariances (dead features): exactly 0, not the -2 * dim * eps bias.
+    singular = np.diag([1.0, 2.0, 0.0, 0.0])
+    assert frechet_distance(np.zeros(4), singular, np.zeros(4), singular) == pytest.approx(0.0, abs=1e-9)
 
 
 def test_feature_statistics_accepts_tensors_and_checks_shape():

@@ -55,7 +55,8 @@ def frechet_distance(
 
     The matrix square root of ``sigma1 @ sigma2`` comes from ``scipy.linalg.sqrtm``. When the
     product is singular (e.g. fewer samples than dimensions, or dead ReLU features) or the root
-    is not finite, ``eps`` is added to both diagonals and the root retried. Round-off leaves a
+    is not finite, ``eps`` is added to both diagonals and the distance computed between the
+    regularised Gaussians. Round-off leaves a
     small imaginary part in the root, which is dropped; a large one raises ``ValueError``.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, dtype=np.float64)), np.atleast_1d(np.asarray(mu2, dtype=np.float64))
@@ -69,8 +70,12 @@ def frechet_distance(
     difference = mu1 - mu2
     root, singular = _sqrtm(sigma1 @ sigma2)
     if singular or not np.isfinite(root).all():
+        # Regularise both covariances and use them in the trace terms too, so the result is the
+        # exact distance between the two regularised Gaussians (identical inputs still give 0;
+        # offsetting only the root would bias the distance by -2 * dim * eps).
         offset = np.eye(dim) * eps
-        root, _ = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
+        sigma1, sigma2 = sigma1 + offset, sigma2 + offset
+        root, _ = _sqrtm(sigma1 @ sigma2)
     if np.iscomplexobj(root):
         # Relative tolerance: the imaginary parts scale with the covariances themselves.
         scale = max(1.0, float(np.abs(root.real).max()))

@@ -258,7 +258,7 @@ def evaluate_on_dataset(
     *,
     classifier=None,
     perceptual=None,
-) -> tuple[dict, torch.Tensor, dict | None]:
+) -> tuple[dict, dict[str, torch.Tensor], dict | None]:
     """Metrics of ``tokenizer`` on every image of ``dataset`` (already at its input shape).
 
     Returns ``(metrics, grid_rows, prefix_curve)``: a flat dict of numbers; grid rows

@@ -72,6 +72,7 @@ __all__ = [
 # Fast engine and speculative decoding for raster generators.
 from artok.sampling.engine import SamplingEngine, sample_raster_fast  # noqa: E402
 from artok.sampling.jacobi import jacobi_sample  # noqa: E402
+from artok.sampling.recap import sample_maskgit_recap  # noqa: E402
 from artok.sampling.relaxed import (  # noqa: E402
     GroupedAcceptance,
     LanternAcceptance,
@@ -97,6 +98,7 @@ __all__ += [
     "jacobi_sample",
     "lantern_acceptance",
     "latent_neighbours",
+    "sample_maskgit_recap",
     "sample_raster_fast",
     "speculative_sample",
     "tokenizer_codebook",

@@ -263,9 +263,19 @@ class SamplingEngine:
     def sample(self, labels: torch.Tensor, config: SamplerConfig, rng: torch.Generator | None = None) -> Tokens:
         """Sample ``len(labels)`` token sequences; for the same seed, the tokens `sample_raster`
         returns (exactly on CPU; up to bf16/kernel differences on CUDA)."""
+        return Tokens(self.model.spec, ids=self.generate(labels, config, rng))
+
+    @torch.no_grad()
+    def generate(self, labels: torch.Tensor, config: SamplerConfig, rng: torch.Generator | None = None,
+                 num_tokens: int | None = None) -> torch.Tensor:
+        """The first ``num_tokens`` (default: all) ids of each sequence, ``len(labels) x num_tokens``
+        (benchmarks time a prefix of the sequence this way)."""
         guided = config.uses_cfg
         count, seq_len = labels.shape[0], self.seq_len
-        out = torch.empty(count, seq_len, dtype=torch.long, device=self.device)
+        num_tokens = seq_len if num_tokens is None else num_tokens
+        if not 1 <= num_tokens <= seq_len:
+            raise ValueError(f"num_tokens must be in [1, {seq_len}], got {num_tokens}")
+        out = torch.empty(count, num_tokens, dtype=torch.long, device=self.device)
         scales = [cfg_scale_at(t, seq_len, config.cfg_scale, config.cfg_schedule) for t in range(seq_len)]
         if self.compiled and config.cfg_schedule != "constant":
             # A tensor scale keeps one graph for every step of a non-constant schedule.
@@ -276,12 +286,12 @@ class SamplingEngine:
             ids = pick_tokens(logits, self.draw_noise(count, rng), scales[0], *sampling)
             out[:, 0] = ids[:count]
             with self._installed() as set_length:
-                for step in range(1, seq_len):
+                for step in range(1, num_tokens):
                     length = set_length(self.visible_length(step))
                     ids = self._step(self.model, ids, self.slots[step : step + 1], self.draw_noise(count, rng),
                                      scales[step], self.rope, self.slots[:length], *sampling)
                     out[:, step] = ids[:count]
-        return Tokens(self.model.spec, ids=out)
+        return out
 
 
 # -- pure functions (compiled by the engine) ---------------------------------------------------------

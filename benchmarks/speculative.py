@@ -1,0 +1,181 @@
+"""Speculative samplers on a raster generator trained on ``digits`` (CPU): mean accepted tokens per
+target forward, wall-clock speed-up over the engine's plain sampler (batch 1 latency and large-batch
+throughput), and the change in FD / class accuracy, next to the seed noise of the plain sampler.
+
+    python -m artok demo --out runs/demo_spec            # once: tokenizer + target generator
+    python benchmarks/speculative.py --demo runs/demo_spec
+
+A draft generator (default width 64, 2 layers) is trained on the same tokens the first time and
+saved under ``<demo>/draft``. Results: ``runs/bench/speculative.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from artok.data import load_dataset
+from artok.generators import RasterConfig, RasterGenerator
+from artok.hub import from_pretrained, save_pretrained
+from artok.pipeline import evaluate_samples, load_pair
+from artok.sampling import SamplerConfig
+from artok.sampling.engine import SamplingEngine
+from artok.sampling.jacobi import jacobi_sample
+from artok.sampling.relaxed import GroupedAcceptance, LanternAcceptance, latent_neighbours, tokenizer_codebook
+from artok.sampling.speculative import speculative_sample
+from artok.training import TrainConfig, encode_dataset, train_generator
+
+
+def get_draft(demo: Path, target, tokenizer, train, args):
+    path = demo / "draft"
+    if (path / "model.safetensors").exists():
+        return from_pretrained(path).eval()
+    print(f"training a draft generator (width {args.draft_dim}, {args.draft_depth} layers, {args.draft_steps} steps)")
+    tokens = encode_dataset(tokenizer, train, progress=False)
+    config = RasterConfig(token_spec=target.spec.to_dict(), num_classes=target.config.num_classes, dim=args.draft_dim,
+                          depth=args.draft_depth, num_heads=2, dropout=0.1, class_dropout=0.1)
+    torch.manual_seed(0)
+    draft = RasterGenerator(config)
+    result = train_generator(draft, tokens, train.labels, TrainConfig(steps=args.draft_steps, batch_size=128, lr=1e-3,
+                                                                       warmup_steps=50, ema_decay=0.99, progress=False))
+    draft = result.final_model.eval()
+    save_pretrained(draft, path, extra={"dataset": "digits", "role": "speculative draft"})
+    print(f"draft final loss {result.history[-1]['loss']:.3f}")
+    return draft
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", default="runs/demo_spec")
+    parser.add_argument("--per-class", type=int, default=50)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per method (the plain sampler gets twice as many)")
+    parser.add_argument("--batch", type=int, default=250, help="images per batch for quality and throughput")
+    parser.add_argument("--latency-images", type=int, default=20, help="images sampled one at a time for latency")
+    parser.add_argument("--draft-dim", type=int, default=64)
+    parser.add_argument("--draft-depth", type=int, default=2)
+    parser.add_argument("--draft-steps", type=int, default=800)
+    parser.add_argument("--out", default="runs/bench/speculative.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    demo = Path(args.demo)
+    target, tokenizer = load_pair(demo / "generator")
+    target.eval()
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    draft = get_draft(demo, target, tokenizer, train, args)
+    config = SamplerConfig(**target.extra["sampling"])
+    neighbours = latent_neighbours(tokenizer_codebook(tokenizer), 8)
+    codebook = tokenizer_codebook(tokenizer)
+    labels = torch.arange(target.config.num_classes).repeat_interleave(args.per_class)
+    batch = args.batch
+    guided = config.uses_cfg
+
+    engines = {}
+
+    def engine(model, size, extra):
+        key = (id(model), size, extra)
+        if key not in engines:
+            engines[key] = SamplingEngine(model, size, guidance=guided, extra_positions=extra)
+        return engines[key]
+
+    def plain(batch_labels, rng):
+        return engine(target, len(batch_labels), 0).generate(batch_labels, config, rng), None
+
+    def speculative(k, acceptance=None):
+        def run(batch_labels, rng):
+            size = len(batch_labels)
+            out = speculative_sample(target, draft, batch_labels, config, rng, num_draft=k, acceptance=acceptance,
+                                     measure_tv=acceptance is not None,
+                                     target_engine=engine(target, size, k + 1), draft_engine=engine(draft, size, k + 1))
+            return out.tokens.ids, out.stats
+        return run
+
+    def jacobi(window, acceptance=None):
+        def run(batch_labels, rng):
+            out = jacobi_sample(target, batch_labels, config, rng, window=window, acceptance=acceptance,
+                                measure_tv=acceptance is not None, engine=engine(target, len(batch_labels), window + 1))
+            return out.tokens.ids, out.stats
+        return run
+
+    methods = {
+        "plain (engine)": plain,
+        "speculative k=2": speculative(2),
+        "speculative k=3": speculative(3),
+        "speculative k=4": speculative(4),
+        "jacobi W=4": jacobi(4),
+        "jacobi W=8": jacobi(8),
+        "lantern k=3 nb=8 delta=0.1": speculative(3, LanternAcceptance(neighbours, 0.1)),
+        "lantern k=3 nb=8 delta=0.3": speculative(3, LanternAcceptance(neighbours, 0.3)),
+        "gsd jacobi W=8 w=4 gap=0.05": jacobi(8, GroupedAcceptance(rank_window=4, prob_gap=0.05, codebook=codebook,
+                                                                   max_distance=float("inf"))),
+        "gsd spec k=3 w=4 gap=0.05": speculative(3, GroupedAcceptance(rank_window=4, prob_gap=0.05)),
+    }
+
+    results = {"config": vars(args), "sampler": config.to_dict(), "target_params": sum(p.numel() for p in target.parameters()),
+               "draft_params": sum(p.numel() for p in draft.parameters()), "methods": {}}
+    for name, run in methods.items():
+        seeds = range(2 * args.seeds if name.startswith("plain") else args.seeds)
+        quality, stats, times = [], [], []
+        for seed in seeds:
+            rng = torch.Generator().manual_seed(seed)
+            start = time.perf_counter()
+            chunks = []
+            for begin in range(0, len(labels), batch):
+                ids, batch_stats = run(labels[begin : begin + batch], rng)
+                chunks.append(ids)
+                if batch_stats is not None:
+                    stats.append(batch_stats)
+            times.append(time.perf_counter() - start)
+            from artok.tokens import Tokens
+
+            images = tokenizer.decode(Tokens(target.spec, ids=torch.cat(chunks)))
+            quality.append(evaluate_samples("digits", images, labels, train, test, progress=False))
+        # Batch-1 latency on the first images (one class each), median of per-image times.
+        latencies = []
+        for index in range(args.latency_images):
+            one = labels[index * len(labels) // args.latency_images][None]
+            rng = torch.Generator().manual_seed(1000 + index)
+            start = time.perf_counter()
+            run(one, rng)
+            latencies.append(time.perf_counter() - start)
+        entry = {
+            "fd": [q["fd"] for q in quality], "class_accuracy": [q["class_accuracy"] for q in quality],
+            "fd_reference": quality[0]["fd_reference"],
+            "throughput_images_per_s": len(labels) / statistics.median(times),
+            "latency_ms_per_image": 1e3 * statistics.median(latencies),
+        }
+        if stats:
+            for key in ("mean_accepted", "acceptance_rate", "per_token_tv"):
+                entry[key] = statistics.fmean(getattr(s, key) for s in stats)
+            entry["target_forwards_per_batch"] = statistics.fmean(s.target_forwards for s in stats)
+        else:
+            entry.update(mean_accepted=1.0, acceptance_rate=float("nan"), per_token_tv=0.0,
+                         target_forwards_per_batch=float(target.config.seq_len))
+        results["methods"][name] = entry
+        print(f"{name:30s} acc/fwd {entry['mean_accepted']:.2f}  thr {entry['throughput_images_per_s']:7.1f} img/s  "
+              f"lat {entry['latency_ms_per_image']:6.1f} ms  FD {statistics.fmean(entry['fd']):6.2f}"
+              f"±{statistics.pstdev(entry['fd']):.2f}  acc {statistics.fmean(entry['class_accuracy']):.3f}  "
+              f"tv {entry['per_token_tv']:.3f}", flush=True)
+    base = results["methods"]["plain (engine)"]
+    for entry in results["methods"].values():
+        entry["throughput_speedup"] = entry["throughput_images_per_s"] / base["throughput_images_per_s"]
+        entry["latency_speedup"] = base["latency_ms_per_image"] / entry["latency_ms_per_image"]
+        entry["fd_change"] = statistics.fmean(entry["fd"]) - statistics.fmean(base["fd"])
+        entry["accuracy_change"] = statistics.fmean(entry["class_accuracy"]) - statistics.fmean(base["class_accuracy"])
+    results["seed_noise"] = {"fd_std": statistics.stdev(base["fd"]), "accuracy_std": statistics.stdev(base["class_accuracy"])}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(json.dumps({k: {m: round(v, 3) if isinstance(v, float) else v for m, v in e.items() if not isinstance(v, list)}
+                      for k, e in results["methods"].items()}, indent=1))
+    print(f"seed noise of the plain sampler: FD std {results['seed_noise']['fd_std']:.2f}, "
+          f"accuracy std {results['seed_noise']['accuracy_std']:.3f}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

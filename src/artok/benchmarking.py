@@ -1,0 +1,368 @@
+"""Sampling-speed benchmarks: latency, images/s and peak memory per batch size, with the memory
+roofline of the configuration (what `artok bench` and ``benchmarks/*.py`` call; never run inside the
+test suite).
+
+Roofline of a raster generator (one decode step per token; CFG doubles the rows of an image):
+    weights bytes per step   W = (parameters except the embedding tables) x bytes per weight
+    KV bytes per image       K = rows per image x layers x 2 (K and V) x width x bytes
+                                 x sum over steps of the slots read (L (L + 1) / 2 for valid-length
+                                 reads, L^2 when every step reads the whole static cache)
+    time floor per batch     (L x W + batch x K) / bandwidth
+For LlamaGen GPT-B in bf16 with CFG this gives W ~ 195 MB, K ~ 2.43 GB, a batch-1 floor of
+~15.6 ms per image and a large-batch bound of ~1,380 img/s at 3,350 GB/s (ANCHORS.md). The reported
+``roofline_fraction`` is floor / measured time against the valid-length floor for every row (1.0 would
+be a bandwidth-bound implementation; a sampler that reads the whole static cache every step, as
+`sample_raster` does, is bounded by the full-cache floor, also printed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import resource
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from artok.presets import GeneratorPreset, get_preset
+
+H100_BANDWIDTH_GBS = 3350.0
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+SAMPLERS = ("engine", "plain")
+
+
+@dataclass
+class BenchConfig:
+    """Options of `run_benchmark` (the CLI's ``artok bench``).
+
+    Args:
+        preset: a name of `artok.presets.PRESETS` (ignored for the shape when ``checkpoint`` is set).
+        checkpoint: a saved generator folder to benchmark instead of random weights.
+        batch_sizes: images per batch; larger ones are skipped after an out-of-memory error.
+        device: torch device.
+        dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``float32``, ``bfloat16`` or ``float16``.
+        samplers: raster samplers to time: ``engine`` (`SamplingEngine`) and/or ``plain``
+            (`sample_raster`). Other generator kinds always use their own loop.
+        compile, cuda_graphs, attention: `SamplingEngine` options (``auto`` = the device default).
+        tokens: time only the first ``tokens`` decode steps (raster; latency is extrapolated to the
+            whole sequence from the per-step time). None: the whole sequence.
+        repeats, warmup: timed and untimed runs per measurement (compilation happens in warmup).
+        cfg_scale, top_k: sampler overrides (None: the preset's / checkpoint's settings).
+        bandwidth_gbs: memory bandwidth for the roofline; None: 3350 on CUDA (H100), a measured
+            memcpy bandwidth on CPU.
+        threads: torch CPU threads (None: leave as is).
+        seed: seed of weights and sampling.
+    """
+
+    preset: str = "tiny"
+    checkpoint: str | None = None
+    batch_sizes: tuple = (1, 8, 64, 256)
+    device: str = "cpu"
+    dtype: str = "auto"
+    samplers: tuple = SAMPLERS
+    compile: bool | str = "auto"
+    cuda_graphs: bool | str = "auto"
+    attention: str = "auto"
+    tokens: int | None = None
+    repeats: int = 3
+    warmup: int = 1
+    cfg_scale: float | None = None
+    top_k: int | None = None
+    bandwidth_gbs: float | None = None
+    threads: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dtype != "auto" and self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {self.dtype!r}")
+        unknown = set(self.samplers) - set(SAMPLERS)
+        if unknown or not self.samplers:
+            raise ValueError(f"samplers must be a non-empty subset of {SAMPLERS}, got {self.samplers}")
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise ValueError(f"batch sizes must be positive, got {self.batch_sizes}")
+        if self.repeats < 1 or self.warmup < 0:
+            raise ValueError("repeats must be >= 1 and warmup >= 0")
+
+
+@dataclass
+class BenchRow:
+    """One measurement: a sampler at a batch size."""
+
+    sampler: str
+    batch_size: int
+    tokens_timed: int
+    seconds: float = float("nan")  # mean over repeats, for tokens_timed steps
+    ms_per_step: float = float("nan")
+    latency_s: float = float("nan")  # a whole batch of images, extrapolated to the full sequence
+    images_per_s: float = float("nan")
+    peak_memory_mb: float = float("nan")
+    roofline_images_per_s: float = float("nan")
+    roofline_fraction: float = float("nan")
+    error: str | None = None
+
+
+@dataclass
+class BenchResult:
+    config: dict
+    model: dict
+    environment: dict
+    roofline: dict
+    rows: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"config": self.config, "model": self.model, "environment": self.environment,
+                "roofline": self.roofline, "rows": [asdict(row) for row in self.rows]}
+
+
+# -- roofline --------------------------------------------------------------------------------------
+def raster_traffic(generator, dtype: torch.dtype, guided: bool) -> dict:
+    """Bytes a raster decode must move: weights per step, KV reads per image (valid / full)."""
+    bytes_per = torch.finfo(dtype).bits // 8
+    embedding = {id(p) for name, p in generator.named_parameters() if "embedding" in name}
+    weights = sum(p.numel() for p in generator.parameters() if id(p) not in embedding) * bytes_per
+    config = generator.config
+    rows = 2 if guided else 1
+    per_slot = rows * config.depth * 2 * config.dim * bytes_per
+    length = config.seq_len
+    return {"weight_bytes_per_step": weights, "kv_bytes_per_image_valid": per_slot * length * (length + 1) // 2,
+            "kv_bytes_per_image_full": per_slot * length * length, "seq_len": length}
+
+
+def raster_traffic_from_config(config, dtype: torch.dtype, guided: bool) -> dict:
+    """`raster_traffic` from a `RasterConfig` alone (LLaMA block arithmetic, no model built): per
+    block fused QKV + output projection (4 d^2), SwiGLU (3 d h), two RMSNorm gains; final norm; head."""
+    from artok.nn import swiglu_hidden_dim
+
+    bytes_per = torch.finfo(dtype).bits // 8
+    dim, hidden = config.dim, config.hidden_dim or swiglu_hidden_dim(config.dim)
+    weights = config.depth * (4 * dim * dim + 3 * dim * hidden + 2 * dim) + dim + dim * config.vocab_size
+    rows = 2 if guided else 1
+    per_slot = rows * config.depth * 2 * dim * bytes_per
+    length = config.seq_len
+    return {"weight_bytes_per_step": weights * bytes_per, "kv_bytes_per_image_valid": per_slot * length * (length + 1) // 2,
+            "kv_bytes_per_image_full": per_slot * length * length, "seq_len": length}
+
+
+def roofline_images_per_s(traffic: dict, batch_size: int, bandwidth_gbs: float, valid_length: bool = True) -> float:
+    """Images/s at the memory-bandwidth floor for ``batch_size`` images per batch."""
+    kv = traffic["kv_bytes_per_image_valid" if valid_length else "kv_bytes_per_image_full"]
+    seconds = (traffic["seq_len"] * traffic["weight_bytes_per_step"] + batch_size * kv) / (bandwidth_gbs * 1e9)
+    return batch_size / seconds
+
+
+def measure_memcpy_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 5) -> float:
+    """Copy bandwidth (GB/s, read + write) of ``device`` with a ``megabytes`` buffer."""
+    source = torch.empty(megabytes * 2**20 // 4, dtype=torch.float32, device=device).fill_(1.0)
+    target = torch.empty_like(source)
+    target.copy_(source)
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        target.copy_(source)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.numel() * 4 / best / 1e9
+
+
+# -- measurement -----------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(error).lower()
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
+
+
+@torch.no_grad()
+def _plain_raster(generator, labels, config, rng, num_tokens: int) -> torch.Tensor:
+    """`sample_raster`'s loop (same functions), stopped after ``num_tokens`` tokens."""
+    from artok.sampling.kv_cache import static_kv_cache
+    from artok.sampling.loops import decode_one_token, guided_labels, next_token, prefill
+
+    seq_len = generator.config.seq_len
+    rows = guided_labels(generator, labels, config)
+    out = torch.empty(labels.shape[0], num_tokens, dtype=torch.long, device=labels.device)
+    with static_kv_cache(generator, rows.shape[0]):
+        ids = next_token(prefill(generator, rows), 0, seq_len, config, rng)
+        out[:, 0] = ids[: labels.shape[0]]
+        for step in range(1, num_tokens):
+            input_pos = torch.tensor([step], device=labels.device)
+            ids = next_token(decode_one_token(generator, ids, input_pos), step, seq_len, config, rng)
+            out[:, step] = ids[: labels.shape[0]]
+    return out
+
+
+def _timed(run, device: torch.device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        run()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        run()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return sum(times) / len(times)
+
+
+def _load(config: BenchConfig, device: torch.device):
+    """(generator, kind, preset-or-None, sampler config)."""
+    if config.checkpoint:
+        from artok.hub import from_pretrained
+        from artok.sampling.dispatch import sampler_config_for, sampler_kind_for
+
+        generator = from_pretrained(config.checkpoint, device).eval()
+        kind = sampler_kind_for(generator)
+        overrides = {"cfg_scale": config.cfg_scale}
+        if kind in ("raster", "next-scale", "maskgit"):
+            overrides["top_k"] = config.top_k
+        sampler = sampler_config_for(generator, generator.extra.get("sampling"), overrides)
+        return generator, kind, None, sampler
+    preset: GeneratorPreset = get_preset(config.preset)
+    torch.manual_seed(config.seed)
+    generator = preset.build(device)
+    overrides = {"cfg_scale": config.cfg_scale}
+    if preset.kind in ("raster", "next-scale"):
+        overrides["top_k"] = config.top_k
+    return generator, preset.kind, preset, preset.sampler_config(**overrides)
+
+
+def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
+    """Measure every sampler at every batch size; see `BenchConfig`."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but CUDA is not available")
+    dtype = DTYPES.get(config.dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    generator, kind, preset, sampler = _load(config, device)
+    for parameter in generator.parameters():  # buffers (rotary tables, masks) keep their dtypes
+        parameter.data = parameter.data.to(dtype)
+    params = sum(p.numel() for p in generator.parameters())
+    guided = getattr(sampler, "uses_cfg", False)
+    bandwidth = config.bandwidth_gbs
+    bandwidth_source = "given"
+    if bandwidth is None:
+        if device.type == "cuda":
+            bandwidth, bandwidth_source = H100_BANDWIDTH_GBS, "H100 HBM3 default"
+        else:
+            bandwidth, bandwidth_source = measure_memcpy_bandwidth(device), "measured memcpy"
+    roofline = {"bandwidth_gbs": bandwidth, "bandwidth_source": bandwidth_source}
+    if kind == "raster":
+        roofline.update(raster_traffic(generator, dtype, guided))
+    model = {"preset": preset.name if preset else None, "checkpoint": config.checkpoint, "kind": kind,
+             "params": params, "sampler": asdict(sampler), "dtype": str(dtype).replace("torch.", "")}
+    environment = {"torch": torch.__version__, "device": _device_name(device), "python": platform.python_version(),
+                   "threads": torch.get_num_threads()}
+    result = BenchResult(asdict(config), model, environment, roofline)
+    samplers = config.samplers if kind == "raster" else ("plain",)
+    for sampler_name in samplers:
+        for batch_size in sorted(config.batch_sizes):
+            row = _measure(generator, kind, sampler_name, batch_size, sampler, config, device, roofline)
+            result.rows.append(row)
+            log(format_row(row))
+            if row.error:
+                break
+    return result
+
+
+def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchConfig, device, roofline) -> BenchRow:
+    labels = torch.arange(batch_size, device=device) % generator.config.num_classes
+    seq_len = getattr(generator.config, "seq_len", None) or generator.config.spec.seq_len
+    tokens = min(config.tokens or seq_len, seq_len) if kind == "raster" else seq_len
+    row = BenchRow(sampler_name, batch_size, tokens)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        if kind == "raster" and sampler_name == "engine":
+            from artok.sampling.engine import SamplingEngine
+
+            engine = SamplingEngine(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,
+                                    attention=config.attention, guidance=sampler.uses_cfg)
+
+            def run():
+                engine.generate(labels, sampler, torch.Generator(device).manual_seed(config.seed), tokens)
+        elif kind == "raster":
+            def run():
+                _plain_raster(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed), tokens)
+        else:
+            from artok.sampling.dispatch import sample
+
+            def run():
+                sample(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed))
+        row.seconds = _timed(run, device, config.repeats, config.warmup)
+    except Exception as error:  # noqa: BLE001 - out-of-memory ends the sweep, anything else is a bug
+        if not _is_oom(error):
+            raise
+        row.error = "out of memory"
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return row
+    row.ms_per_step = 1e3 * row.seconds / tokens
+    row.latency_s = row.seconds * seq_len / tokens
+    row.images_per_s = batch_size / row.latency_s
+    row.peak_memory_mb = _peak_memory_mb(device)
+    if kind == "raster":
+        # One reference for every row: the ideal (valid-length KV reads) floor.
+        row.roofline_images_per_s = roofline_images_per_s(roofline, batch_size, roofline["bandwidth_gbs"])
+        row.roofline_fraction = row.images_per_s / row.roofline_images_per_s
+    return row
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+# -- reporting -------------------------------------------------------------------------------------
+HEADER = (f"{'sampler':8s} {'batch':>5s} {'tokens':>6s} {'ms/step':>9s} {'latency s':>10s} {'img/s':>9s} "
+          f"{'peak MB':>9s} {'roofline img/s':>15s} {'fraction':>8s}")
+
+
+def format_row(row: BenchRow) -> str:
+    if row.error:
+        return f"{row.sampler:8s} {row.batch_size:5d} {row.tokens_timed:6d}  {row.error}"
+    return (f"{row.sampler:8s} {row.batch_size:5d} {row.tokens_timed:6d} {row.ms_per_step:9.3f} {row.latency_s:10.4f} "
+            f"{row.images_per_s:9.2f} {row.peak_memory_mb:9.0f} {row.roofline_images_per_s:15.1f} "
+            f"{row.roofline_fraction:8.4f}")
+
+
+def describe(result: BenchResult) -> str:
+    """Header lines: the model, the sampler settings and the roofline inputs."""
+    model, roofline = result.model, result.roofline
+    lines = [f"{model['preset'] or model['checkpoint']} ({model['kind']}, {model['params'] / 1e6:.1f}M params, "
+             f"{model['dtype']}) on {result.environment['device']}, torch {result.environment['torch']}, "
+             f"{result.environment['threads']} threads",
+             f"sampler: {model['sampler']}"]
+    if "weight_bytes_per_step" in roofline:
+        bandwidth = roofline["bandwidth_gbs"]
+        batch1 = (roofline["seq_len"] * roofline["weight_bytes_per_step"] + roofline["kv_bytes_per_image_valid"]) / (bandwidth * 1e9)
+        lines.append(
+            f"roofline @ {bandwidth:.0f} GB/s ({roofline['bandwidth_source']}): weights {roofline['weight_bytes_per_step'] / 1e6:.0f} MB/step, "
+            f"KV {roofline['kv_bytes_per_image_valid'] / 1e9:.3f} GB/image (valid-length; "
+            f"{roofline['kv_bytes_per_image_full'] / 1e9:.3f} GB full-cache); batch-1 floor {1e3 * batch1:.1f} ms/image, "
+            f"large-batch bound {bandwidth * 1e9 / roofline['kv_bytes_per_image_valid']:.0f} img/s")
+    else:
+        lines.append("roofline: only computed for raster generators")
+    return "\n".join(lines)
+
+
+def write_json(result: BenchResult, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    return path

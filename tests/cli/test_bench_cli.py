@@ -1,0 +1,61 @@
+"""``artok bench``: help text, a tiny CPU run (well under 3 s), roofline arithmetic, errors."""
+
+import json
+
+import pytest
+import torch
+
+from artok.benchmarking import raster_traffic, raster_traffic_from_config, roofline_images_per_s
+from artok.generators import RasterConfig
+from artok.cli.main import main
+from artok.presets import PRESETS, get_preset
+
+
+def test_bench_help(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: artok bench" in out and "gpt-b" in out and "--bandwidth-gbs" in out
+
+
+def test_tiny_bench_run_writes_json(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    out = tmp_path / "bench.json"
+    try:
+        code = main(["bench", "--preset", "tiny", "--batch-sizes", "1,2", "--tokens", "4", "--repeats", "1",
+                     "--warmup", "0", "--bandwidth-gbs", "10", "--threads", "1", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "ms/step" in printed and "roofline @ 10 GB/s" in printed
+    result = json.loads(out.read_text())
+    rows = result["rows"]
+    assert [(r["sampler"], r["batch_size"]) for r in rows] == [("engine", 1), ("engine", 2), ("plain", 1), ("plain", 2)]
+    assert all(r["images_per_s"] > 0 and r["tokens_timed"] == 4 and r["error"] is None for r in rows)
+    assert result["model"]["params"] > 0 and result["roofline"]["weight_bytes_per_step"] > 0
+
+
+def test_gpt_b_roofline_matches_the_anchors():
+    """ANCHORS.md: GPT-B bf16 + CFG reads ~195 MB of weights per step and ~2.43 GB of KV per image;
+    batch-1 floor ~15.6 ms/image, large-batch bound ~1,380 img/s with valid-length KV reads (~670-690
+    when every step reads the whole static cache)."""
+    traffic = raster_traffic_from_config(RasterConfig(**get_preset("gpt-b").options), torch.bfloat16, guided=True)
+    assert traffic["weight_bytes_per_step"] / 1e6 == pytest.approx(195, rel=0.01)
+    assert traffic["kv_bytes_per_image_valid"] / 1e9 == pytest.approx(2.43, rel=0.01)
+    assert 1 / roofline_images_per_s(traffic, 1, 3350) * 1e3 == pytest.approx(15.6, rel=0.02)
+    assert roofline_images_per_s(traffic, 10**6, 3350) == pytest.approx(1380, rel=0.01)
+    assert roofline_images_per_s(traffic, 10**6, 3350, valid_length=False) == pytest.approx(680, rel=0.03)
+    # The arithmetic agrees with a real model's parameters (tiny preset).
+    tiny = get_preset("tiny")
+    built = raster_traffic(tiny.build(), torch.float32, guided=True)
+    assert built == raster_traffic_from_config(RasterConfig(**tiny.options), torch.float32, guided=True)
+
+
+def test_presets_and_errors(capsys):
+    assert {"tiny", "gpt-b", "gpt-l", "var-d16", "mar-b"} <= set(PRESETS)
+    assert main(["bench", "--preset", "tiny", "--checkpoint", "/nonexistent/dir"]) == 2
+    assert "artok: error" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["bench", "--batch-sizes", "0"])
