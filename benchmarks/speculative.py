@@ -28,7 +28,13 @@ from artok.sampling.engine import SamplingEngine
 from artok.sampling.jacobi import jacobi_sample
 from artok.sampling.relaxed import GroupedAcceptance, LanternAcceptance, latent_neighbours, tokenizer_codebook
 from artok.sampling.speculative import speculative_sample
+from artok.tokens import Tokens
 from artok.training import TrainConfig, encode_dataset, train_generator
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 def get_draft(demo: Path, target, tokenizer, train, args):
@@ -59,19 +65,20 @@ def main() -> None:
     parser.add_argument("--draft-dim", type=int, default=64)
     parser.add_argument("--draft-depth", type=int, default=2)
     parser.add_argument("--draft-steps", type=int, default=800)
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/bench/speculative.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
     demo = Path(args.demo)
-    target, tokenizer = load_pair(demo / "generator")
+    target, tokenizer = load_pair(demo / "generator", device=args.device)
     target.eval()
     train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
-    draft = get_draft(demo, target, tokenizer, train, args)
+    draft = get_draft(demo, target, tokenizer, train, args).to(args.device)
     config = SamplerConfig(**target.extra["sampling"])
     neighbours = latent_neighbours(tokenizer_codebook(tokenizer), 8)
     codebook = tokenizer_codebook(tokenizer)
-    labels = torch.arange(target.config.num_classes).repeat_interleave(args.per_class)
+    labels = torch.arange(target.config.num_classes, device=args.device).repeat_interleave(args.per_class)
     batch = args.batch
     guided = config.uses_cfg
 
@@ -122,7 +129,8 @@ def main() -> None:
         seeds = range(2 * args.seeds if name.startswith("plain") else args.seeds)
         quality, stats, times = [], [], []
         for seed in seeds:
-            rng = torch.Generator().manual_seed(seed)
+            rng = torch.Generator(args.device).manual_seed(seed)
+            sync(args.device)
             start = time.perf_counter()
             chunks = []
             for begin in range(0, len(labels), batch):
@@ -130,18 +138,19 @@ def main() -> None:
                 chunks.append(ids)
                 if batch_stats is not None:
                     stats.append(batch_stats)
+            sync(args.device)
             times.append(time.perf_counter() - start)
-            from artok.tokens import Tokens
-
-            images = tokenizer.decode(Tokens(target.spec, ids=torch.cat(chunks)))
-            quality.append(evaluate_samples("digits", images, labels, train, test, progress=False))
+            images = tokenizer.decode(Tokens(target.spec, ids=torch.cat(chunks))).cpu()
+            quality.append(evaluate_samples("digits", images, labels.cpu(), train, test, progress=False))
         # Batch-1 latency on the first images (one class each), median of per-image times.
         latencies = []
         for index in range(args.latency_images):
             one = labels[index * len(labels) // args.latency_images][None]
-            rng = torch.Generator().manual_seed(1000 + index)
+            rng = torch.Generator(args.device).manual_seed(1000 + index)
+            sync(args.device)
             start = time.perf_counter()
             run(one, rng)
+            sync(args.device)
             latencies.append(time.perf_counter() - start)
         entry = {
             "fd": [q["fd"] for q in quality], "class_accuracy": [q["class_accuracy"] for q in quality],

@@ -336,6 +336,12 @@ def read_classifier_record(directory: str | Path) -> dict:
     return json.loads((Path(directory) / "config.json").read_text())
 
 
+#: The `train_reference_classifier` arguments `get_reference_classifier` passes on.
+_TRAIN_SETTINGS = frozenset(
+    {"steps", "batch_size", "learning_rate", "weight_decay", "max_shift", "width", "feature_dim", "seed"}
+)
+
+
 def get_reference_classifier(
     dataset_name: str,
     *,
@@ -382,8 +388,3 @@ def get_reference_classifier(
     }
     save_reference_classifier(classifier, directory, metadata)
     return classifier
-
-
-_TRAIN_SETTINGS = frozenset(
-    {"steps", "batch_size", "learning_rate", "weight_decay", "max_shift", "width", "feature_dim", "seed"}
-)
