@@ -9,6 +9,10 @@ from artok.generators import RasterConfig, RasterGenerator
 from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
 from artok.tokens import TokenSpec
 
+# Test tensors are tiny: intra-op threads buy nothing, and on a loaded 2-core machine OpenMP
+# oversubscription made multi-threaded runs 5-40x slower (measured). One thread keeps timings sane.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed():
