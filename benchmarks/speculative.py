@@ -38,7 +38,7 @@ def sync(device: str) -> None:
 
 
 def get_draft(demo: Path, target, tokenizer, train, args):
-    path = demo / "draft"
+    path = Path(args.draft_dir) if args.draft_dir else demo / "draft"
     if (path / "model.safetensors").exists():
         return from_pretrained(path).eval()
     print(f"training a draft generator (width {args.draft_dim}, {args.draft_depth} layers, {args.draft_steps} steps)")
@@ -62,9 +62,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per method (the plain sampler gets twice as many)")
     parser.add_argument("--batch", type=int, default=250, help="images per batch for quality and throughput")
     parser.add_argument("--latency-images", type=int, default=20, help="images sampled one at a time for latency")
+    parser.add_argument("--repeats", type=int, default=3, help="paired throughput timings per method")
     parser.add_argument("--draft-dim", type=int, default=64)
     parser.add_argument("--draft-depth", type=int, default=2)
     parser.add_argument("--draft-steps", type=int, default=800)
+    parser.add_argument("--draft-dir", default=None, help="where the draft is saved (default: <demo>/draft)")
+    parser.add_argument("--methods", default=None, help="comma-separated name prefixes to run (plain always runs)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="runs/bench/speculative.json")
     args = parser.parse_args()
@@ -123,40 +126,46 @@ def main() -> None:
         "gsd spec k=3 w=4 gap=0.05": speculative(3, GroupedAcceptance(rank_window=4, prob_gap=0.05)),
     }
 
+    if args.methods:
+        prefixes = tuple(args.methods.split(","))
+        methods = {k: v for k, v in methods.items() if k.startswith("plain") or k.startswith(prefixes)}
     results = {"config": vars(args), "sampler": config.to_dict(), "target_params": sum(p.numel() for p in target.parameters()),
                "draft_params": sum(p.numel() for p in draft.parameters()), "methods": {}}
+    def timed(run, batch_labels, seed):
+        rng = torch.Generator(args.device).manual_seed(seed)
+        sync(args.device)
+        begin = time.perf_counter()
+        run(batch_labels, rng)
+        sync(args.device)
+        return time.perf_counter() - begin
+
     for name, run in methods.items():
         seeds = range(2 * args.seeds if name.startswith("plain") else args.seeds)
-        quality, stats, times = [], [], []
+        quality, stats = [], []
         for seed in seeds:
             rng = torch.Generator(args.device).manual_seed(seed)
-            sync(args.device)
-            start = time.perf_counter()
             chunks = []
             for begin in range(0, len(labels), batch):
                 ids, batch_stats = run(labels[begin : begin + batch], rng)
                 chunks.append(ids)
                 if batch_stats is not None:
                     stats.append(batch_stats)
-            sync(args.device)
-            times.append(time.perf_counter() - start)
             images = tokenizer.decode(Tokens(target.spec, ids=torch.cat(chunks))).cpu()
             quality.append(evaluate_samples("digits", images, labels.cpu(), train, test, progress=False))
-        # Batch-1 latency on the first images (one class each), median of per-image times.
-        latencies = []
-        for index in range(args.latency_images):
-            one = labels[index * len(labels) // args.latency_images][None]
-            rng = torch.Generator(args.device).manual_seed(1000 + index)
-            sync(args.device)
-            start = time.perf_counter()
-            run(one, rng)
-            sync(args.device)
-            latencies.append(time.perf_counter() - start)
+        # Wall clock on a shared CPU drifts with other jobs' load, so every timing of the method is
+        # paired with a timing of the plain sampler taken right before it; speed-ups are medians of
+        # the paired ratios.
+        big = labels[:batch]
+        throughput = [(timed(plain, big, 100 + r), timed(run, big, 100 + r)) for r in range(args.repeats)]
+        singles = [labels[i * len(labels) // args.latency_images][None] for i in range(args.latency_images)]
+        latency = [(timed(plain, one, 200 + i), timed(run, one, 200 + i)) for i, one in enumerate(singles)]
         entry = {
             "fd": [q["fd"] for q in quality], "class_accuracy": [q["class_accuracy"] for q in quality],
             "fd_reference": quality[0]["fd_reference"],
-            "throughput_images_per_s": len(labels) / statistics.median(times),
-            "latency_ms_per_image": 1e3 * statistics.median(latencies),
+            "throughput_images_per_s": len(big) / statistics.median(t for _, t in throughput),
+            "latency_ms_per_image": 1e3 * statistics.median(t for _, t in latency),
+            "throughput_speedup": statistics.median(p / t for p, t in throughput),
+            "latency_speedup": statistics.median(p / t for p, t in latency),
         }
         if stats:
             for key in ("mean_accepted", "acceptance_rate", "per_token_tv"):
@@ -166,14 +175,13 @@ def main() -> None:
             entry.update(mean_accepted=1.0, acceptance_rate=float("nan"), per_token_tv=0.0,
                          target_forwards_per_batch=float(target.config.seq_len))
         results["methods"][name] = entry
-        print(f"{name:30s} acc/fwd {entry['mean_accepted']:.2f}  thr {entry['throughput_images_per_s']:7.1f} img/s  "
-              f"lat {entry['latency_ms_per_image']:6.1f} ms  FD {statistics.fmean(entry['fd']):6.2f}"
-              f"±{statistics.pstdev(entry['fd']):.2f}  acc {statistics.fmean(entry['class_accuracy']):.3f}  "
+        print(f"{name:30s} acc/fwd {entry['mean_accepted']:.2f}  thr x{entry['throughput_speedup']:.2f} "
+              f"({entry['throughput_images_per_s']:6.1f} img/s)  lat x{entry['latency_speedup']:.2f} "
+              f"({entry['latency_ms_per_image']:6.1f} ms)  FD {statistics.fmean(entry['fd']):6.2f}"
+              f"+-{statistics.pstdev(entry['fd']):.2f}  acc {statistics.fmean(entry['class_accuracy']):.3f}  "
               f"tv {entry['per_token_tv']:.3f}", flush=True)
     base = results["methods"]["plain (engine)"]
     for entry in results["methods"].values():
-        entry["throughput_speedup"] = entry["throughput_images_per_s"] / base["throughput_images_per_s"]
-        entry["latency_speedup"] = base["latency_ms_per_image"] / entry["latency_ms_per_image"]
         entry["fd_change"] = statistics.fmean(entry["fd"]) - statistics.fmean(base["fd"])
         entry["accuracy_change"] = statistics.fmean(entry["class_accuracy"]) - statistics.fmean(base["class_accuracy"])
     results["seed_noise"] = {"fd_std": statistics.stdev(base["fd"]), "accuracy_std": statistics.stdev(base["class_accuracy"])}

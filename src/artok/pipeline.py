@@ -61,7 +61,7 @@ def preset_for(dataset: ImageDataset) -> Preset:
         quantizer="vq",
         quantizer_options={"codebook_size": 128 if small else 256, "codebook_dim": 8, "dead_code_threshold": 0.02},
     )
-    generator = {"dim": 128, "depth": 4, "num_heads": 4, "dropout": 0.1, "class_dropout": 0.1}
+    generator = {"dim": 192 if small else 128, "depth": 4, "num_heads": 4, "dropout": 0.1, "class_dropout": 0.1}
     tokenizer_train = TrainConfig(steps=400 if small else 800, batch_size=64, lr=2e-3, warmup_steps=50, log_every=10,
                                   eval_every=100 if small else 200)
     generator_train = TrainConfig(

@@ -18,10 +18,10 @@ Outputs: ``results.json`` (every number, the settings and those notes) and a sel
 ``report.html`` (comparison tables, side-by-side reconstruction grids per dataset, the prefix
 curves).
 
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the allocation before the call;
-on CPU, the peak resident set size (sampled every millisecond from ``/proc/self/statm``) above
-the RSS before the call. ``tracemalloc`` is not used because it does not see torch's tensor
-allocations; without ``/proc`` (macOS) the CPU figure is ``nan``.
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the allocation before the
+calls; on CPU, the peak bytes of live tensors created during one call (`LiveTensorMemory`, a
+dispatch-mode tracker). ``tracemalloc`` does not see torch's tensor allocations, and the process
+RSS (``resource``) hardly moves once the allocator has grown, so neither measures a call.
 """
 
 from __future__ import annotations
@@ -30,13 +30,15 @@ import inspect
 import json
 import math
 import os
-import threading
 import time
+import weakref
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from artok.data.base import ImageDataset
 from artok.data.transforms import convert_channels, resize
@@ -151,42 +153,50 @@ def adapt_dataset(dataset: ImageDataset, channels: int, side: int) -> tuple[Imag
 # Cost: throughput and peak memory
 
 
-class _PeakRSS:
-    """Peak resident set size above the level at entry (bytes), sampled from ``/proc/self/statm``."""
+class LiveTensorMemory(TorchDispatchMode):
+    """Peak bytes of tensor storages created inside the ``with`` block and still alive (CPU or any
+    device): every op's outputs are tracked until their last Python reference dies.
 
-    def __init__(self, interval: float = 1e-3) -> None:
-        self.interval = interval
-        self.available = os.path.exists("/proc/self/statm")
-        self.page = os.sysconf("SC_PAGE_SIZE") if self.available else 0
-        self.peak = self.start = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    The CPU counterpart of ``torch.cuda.max_memory_allocated``: activation memory of a call,
+    beyond its inputs and the parameters (which existed before). Buffers an op allocates and
+    frees internally are not seen, so it is a lower bound. The dispatch hook slows every op
+    down, so time throughput without it.
+    """
 
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as handle:
-            return int(handle.read().split()[1]) * self.page
+    def __init__(self) -> None:
+        super().__init__()
+        self._live: dict[int, list[int]] = {}  # storage pointer -> [bytes, live tensors using it]
+        self.current = 0
+        self.peak = 0
 
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            time.sleep(self.interval)
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in tree_leaves(out):
+            if isinstance(value, torch.Tensor):
+                self._track(value)
+        return out
 
-    def __enter__(self) -> "_PeakRSS":
-        if self.available:
-            self.start = self.peak = self._rss()
-            self._thread = threading.Thread(target=self._watch, daemon=True)
-            self._thread.start()
-        return self
+    def _track(self, tensor: torch.Tensor) -> None:
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key == 0:
+            return
+        entry = self._live.get(key)
+        if entry is None:
+            entry = self._live[key] = [storage.nbytes(), 0]
+            self.current += entry[0]
+            self.peak = max(self.peak, self.current)
+        entry[1] += 1
+        weakref.finalize(tensor, self._release, key)
 
-    def __exit__(self, *exc) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self.peak = max(self.peak, self._rss())
-
-    @property
-    def extra_bytes(self) -> float:
-        return float(self.peak - self.start) if self.available else math.nan
+    def _release(self, key: int) -> None:
+        entry = self._live.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            self.current -= entry[0]
+            del self._live[key]
 
 
 def _synchronize(device: torch.device) -> None:
@@ -207,19 +217,17 @@ def measure_cost(fn, inputs: list, device: torch.device | str, batch_size: int) 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-        start = time.perf_counter()
-        for item in inputs:
-            fn(item)
-        _synchronize(device)
-        seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    for item in inputs:
+        fn(item)
+    _synchronize(device)
+    seconds = time.perf_counter() - start
+    if device.type == "cuda":
         peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
     else:
-        with _PeakRSS() as watcher:
-            start = time.perf_counter()
-            for item in inputs:
-                fn(item)
-            seconds = time.perf_counter() - start
-        peak = watcher.extra_bytes / 2**20
+        with LiveTensorMemory() as tracker:
+            fn(inputs[0])
+        peak = tracker.peak / 2**20
     return {"images_per_s": batch_size * len(inputs) / max(seconds, 1e-9), "peak_memory_mb": peak}
 
 
@@ -496,7 +504,7 @@ def run_tokenizer_bench(
     result.notes.append(
         f"Throughput and peak memory: measured on {config.datasets[0]} at batch size {config.batch_size} on "
         f"{result.settings['device_name']} with {torch.get_num_threads()} torch thread(s), {config.timing_batches} timed "
-        "batches after one warm-up; CPU memory is the peak RSS increase, CUDA memory the peak allocation increase. "
+        "batches after one warm-up; memory is the peak of live tensors created by one call (CUDA: peak allocation increase). "
         f"1-minute load average: {result.settings['load_average_at_start']:.1f} at the start, {_load_average():.1f} at the end."
     )
     if out_dir is not None:
