@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from einops import rearrange
 from torch import nn
 
 from artok.generators.base import Generator, IncompatibleTokensError
