@@ -39,7 +39,6 @@ class Preset:
     generator: dict
     tokenizer_train: TrainConfig
     generator_train: TrainConfig
-    # Measured on digits: CFG 1.5 / T 0.9 beats CFG 3 (0.974 vs 0.920 accuracy, FD 17.5 vs 32.8).
     sampler: SamplerConfig = field(default_factory=lambda: SamplerConfig(cfg_scale=1.5, temperature=0.9))
     samples_per_class: int = 50
 
@@ -61,14 +60,18 @@ def preset_for(dataset: ImageDataset) -> Preset:
         quantizer="vq",
         quantizer_options={"codebook_size": 128 if small else 256, "codebook_dim": 8, "dead_code_threshold": 0.02},
     )
-    generator = {"dim": 192 if small else 128, "depth": 4, "num_heads": 4, "dropout": 0.1, "class_dropout": 0.1}
+    generator = {"dim": 128, "depth": 4, "num_heads": 4, "dropout": 0.1, "class_dropout": 0.1}
     tokenizer_train = TrainConfig(steps=400 if small else 800, batch_size=64, lr=2e-3, warmup_steps=50, log_every=10,
                                   eval_every=100 if small else 200)
     generator_train = TrainConfig(
-        steps=500 if small else 1500, batch_size=128 if small else 64, lr=1e-3, warmup_steps=50,
+        # digits: 300 steps at lr 3e-3 reached 0.966 class accuracy (CFG 2) at 28% of the compute of a
+        # 500-step width-192 model (0.974); the demo has to fit in 5 minutes on 2 CPU cores.
+        steps=300 if small else 1500, batch_size=128 if small else 64, lr=3e-3 if small else 1e-3, warmup_steps=30 if small else 50,
         ema_decay=0.99 if small else 0.995, log_every=10, eval_every=100 if small else 300,
     )
-    return Preset(tokenizer, generator, tokenizer_train, generator_train)
+    # Measured on digits: CFG 2 / T 0.9 -> 0.966 accuracy, FD 30 (CFG 1.5: 0.938, FD 25; CFG 3 was worse on both).
+    sampler = SamplerConfig(cfg_scale=2.0 if small else 1.5, temperature=0.9)
+    return Preset(tokenizer, generator, tokenizer_train, generator_train, sampler)
 
 
 @torch.no_grad()

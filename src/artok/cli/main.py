@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, help="generator training steps (default: the dataset preset)")
     demo.add_argument("--tokenizer-steps", type=int, help="tokenizer training steps (default: the dataset preset)")
     demo.add_argument("--samples-per-class", type=int, help="samples per class for the evaluation (default: 50)")
-    demo.add_argument("--cfg-scale", type=float, help="classifier-free guidance scale for sampling (default: 1.5)")
+    demo.add_argument("--cfg-scale", type=float, help="classifier-free guidance scale for sampling (default: the preset, 2 on digits)")
     demo.add_argument("--limit", type=int, help="use at most this many training images")
     demo.add_argument("--resume", action="store_true", help="continue from checkpoints in OUT if present")
     _add_common(demo)
