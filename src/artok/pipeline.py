@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -289,7 +289,3 @@ def load_pair(generator_dir: str | Path, tokenizer_dir: str | Path | None = None
                if key != "usage"):
             raise ValueError(f"tokenizer {tokenizer_dir} is not the one the next-scale generator {generator_dir} was trained with")
     return generator, tokenizer
-
-
-def demo_config_dict(config: DemoConfig) -> dict:
-    return asdict(config)

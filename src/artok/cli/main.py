@@ -154,18 +154,6 @@ def _plugin_modules():
     return modules
 
 
-def _sampler_from(args, defaults: dict | None):
-    from artok.sampling import SamplerConfig
-
-    config = SamplerConfig(**(defaults or {}))
-    overrides = {
-        key: getattr(args, key)
-        for key in ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p")
-        if getattr(args, key, None) is not None
-    }
-    return replace(config, **overrides)
-
-
 def cmd_demo(args) -> int:
     from artok.pipeline import DemoConfig, run_demo
 

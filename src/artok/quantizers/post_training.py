@@ -61,7 +61,6 @@ def gaussian_bin_boundaries(bits: int, dtype: torch.dtype = torch.float64) -> to
 
 def gaussian_bin_centers(bits: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """The ``2^bits`` conditional means of ``N(0, 1)`` inside each equal-mass bin (computed in fp64)."""
-    num_bins = 2**bits
     inf = torch.tensor([math.inf], dtype=torch.float64)
     edges = torch.cat([-inf, gaussian_bin_boundaries(bits), inf])
     density = torch.exp(-0.5 * edges.pow(2)) / math.sqrt(2 * math.pi)  # phi(+-inf) = 0
