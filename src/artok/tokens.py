@@ -101,6 +101,11 @@ class TokenSpec:
         return asdict(self)
 
     @classmethod
+    def coerce(cls, spec: "TokenSpec | dict") -> "TokenSpec":
+        """A `TokenSpec` from itself or its dict form (as configs hold it, lists included)."""
+        return spec if isinstance(spec, TokenSpec) else cls.from_dict(spec)
+
+    @classmethod
     def from_dict(cls, data: dict) -> "TokenSpec":
         data = dict(data)
         for key in ("grid",):

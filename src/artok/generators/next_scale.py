@@ -78,7 +78,7 @@ class NextScaleConfig:
     head: str = "categorical"
 
     def __post_init__(self) -> None:
-        spec = self.token_spec if isinstance(self.token_spec, TokenSpec) else TokenSpec.from_dict(self.token_spec)
+        spec = TokenSpec.coerce(self.token_spec)
         self.token_spec = spec.to_dict()
         if self.head not in NEXT_SCALE_HEADS:
             raise ValueError(f"head must be one of {NEXT_SCALE_HEADS}, got {self.head!r}")

@@ -86,7 +86,7 @@ class NextXConfig:
     token_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        spec = self.token_spec if isinstance(self.token_spec, TokenSpec) else TokenSpec.from_dict(self.token_spec)
+        spec = TokenSpec.coerce(self.token_spec)
         self.token_spec = spec.to_dict()
         validate_continuous_head_options(
             self.head, self.num_timesteps, self.noise_schedule, self.time_sampling, self.prediction

@@ -65,7 +65,7 @@ class RasterConfig:
 
     def __post_init__(self) -> None:
         # Normalise (a TokenSpec, or a dict from JSON with lists) to the canonical dict form.
-        spec = self.token_spec if isinstance(self.token_spec, TokenSpec) else TokenSpec.from_dict(self.token_spec)
+        spec = TokenSpec.coerce(self.token_spec)
         self.token_spec = spec.to_dict()
         if self.head not in DISCRETE_HEADS:
             raise ValueError(f"head must be one of {DISCRETE_HEADS}, got {self.head!r}")
