@@ -115,7 +115,7 @@ def test_adversarial_training_resumes_with_its_discriminator(tmp_path, monkeypat
     losses = TokenizerLossConfig(adversarial=GANConfig(**{**GAN.__dict__, "start_step": 1}))
     full = train_tokenizer(_tokenizer(), _dataset(), config, out_dir=tmp_path / "full", losses=losses)
 
-    import artok.training.tokenizer_trainer as trainer
+    import artok.training.loop as trainer  # where checkpoints are written
 
     original = trainer.save_checkpoint
 

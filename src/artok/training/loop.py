@@ -103,6 +103,124 @@ class TrainResult:
         return self.ema.module if self.ema is not None else self.model
 
 
+class TrainingSession:
+    """The bookkeeping every training loop shares: AdamW + warmup/cosine, optional EMA, resume from
+    ``out_dir/checkpoint.pt`` (with every RNG state), atomic checkpoints, the loss-curve records
+    with images/s, periodic evaluation, and the final evaluation and ``history.json``.
+
+    ``extra_state`` names further stateful objects (``state_dict``/``load_state_dict``), e.g. a
+    discriminator and its optimiser, saved and restored with the rest; ``extra_meta`` is stored as is.
+    """
+
+    def __init__(self, model, config: TrainConfig, *, out_dir=None, resume: bool = False,
+                 extra_state: dict | None = None, extra_meta: dict | None = None) -> None:
+        self.model, self.config = model, config
+        self.device = torch.device(config.device)
+        model.to(self.device).train()
+        self.optimizer = build_optimizer(model, config.lr, config.weight_decay, config.betas)
+        self.scheduler = warmup_cosine(self.optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
+        self.ema = None
+        if config.ema_decay is not None:
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        self.extra_state = dict(extra_state or {})
+        self.extra_meta = dict(extra_meta or {})
+        self.result = TrainResult(model, self.ema)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.checkpoint_path = self.out_dir / "checkpoint.pt" if self.out_dir is not None else None
+        self.start = 0
+        if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
+            self._restore()
+        self._window_images, self._window_start = 0, time.perf_counter()
+        self._run_start = time.perf_counter()
+
+    def _restore(self) -> None:
+        state = load_checkpoint(self.checkpoint_path, map_location=self.device)
+        missing = [name for name in self.extra_state if name not in state]
+        if missing:
+            raise ValueError(f"{self.checkpoint_path} was written without {', '.join(missing)}; it cannot resume this run")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for name, stateful in self.extra_state.items():
+            stateful.load_state_dict(state[name])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        restore_rng_state(state["rng"])
+        self.start = int(state["step"])
+        self.result.history = list(state.get("history", []))
+        self.result.evaluations = list(state.get("evaluations", []))
+        self.result.seconds = float(state.get("seconds", 0.0))
+
+    def steps(self, description: str):
+        """The remaining step indices, with a progress bar."""
+        self.bar = tqdm(range(self.start, self.config.steps), desc=description, disable=not self.config.progress,
+                        dynamic_ncols=True)
+        return self.bar
+
+    def checkpoint(self, step: int) -> None:
+        if self.checkpoint_path is None:
+            return
+        save_checkpoint(self.checkpoint_path, {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            **{name: stateful.state_dict() for name, stateful in self.extra_state.items()},
+            "ema": None if self.ema is None else self.ema.state_dict(),
+            "rng": capture_rng_state(),
+            "step": step,
+            "history": self.result.history,
+            "evaluations": self.result.evaluations,
+            "seconds": self.result.seconds,
+            "config": asdict(self.config),
+            **self.extra_meta,
+        })
+
+    def end_step(self, step: int, loss: torch.Tensor, grad_norm, metrics: dict, batch_size: int, eval_fn=None,
+                 postfix: dict | None = None) -> None:
+        """After the optimiser steps of ``step``: EMA update, curve record, evaluation, checkpoint."""
+        config = self.config
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        self._window_images += batch_size
+        done = step + 1
+        if done % config.log_every == 0 or done == config.steps:
+            elapsed = time.perf_counter() - self._window_start
+            record = {"step": done, "loss": loss.item(), "lr": self.scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
+            for key, value in metrics.items():
+                if torch.is_tensor(value) and value.numel() == 1:
+                    record[key] = value.item()
+            record["images_per_s"] = self._window_images / max(elapsed, 1e-9)
+            self.result.history.append(record)
+            shown = {"loss": f"{record['loss']:.4f}", "img_s": f"{record['images_per_s']:.0f}"}
+            shown.update({key: f"{record[value]:.3f}" for key, value in (postfix or {}).items() if value in record})
+            self.bar.set_postfix(**shown)
+            self._window_images, self._window_start = 0, time.perf_counter()
+        if eval_fn is not None and config.eval_every and done % config.eval_every == 0 and done != config.steps:
+            self.result.evaluations.append({"step": done, **eval_fn(self.result.final_model, done)})
+            self.model.train()
+        if config.checkpoint_every and done % config.checkpoint_every == 0:
+            self.result.seconds += time.perf_counter() - self._run_start
+            self._run_start = time.perf_counter()
+            self.checkpoint(done)
+
+    def finish(self, eval_fn=None) -> TrainResult:
+        """Final checkpoint and evaluation (when steps ran), eval mode, ``history.json``."""
+        self.result.seconds += time.perf_counter() - self._run_start
+        if self.start < self.config.steps:
+            self.checkpoint(self.config.steps)
+            if eval_fn is not None:
+                self.result.evaluations.append({"step": self.config.steps, **eval_fn(self.result.final_model, self.config.steps)})
+        self.model.eval()
+        if self.out_dir is not None:
+            (self.out_dir / "history.json").write_text(json.dumps(self.result.history))
+        return self.result
+
+
+def check_finite(loss: torch.Tensor, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
+
+
 def train(
     model: torch.nn.Module,
     loss_fn: Callable[[torch.nn.Module, int], dict[str, torch.Tensor]],
@@ -119,89 +237,18 @@ def train(
     ``"loss"`` (minimised), optional scalar metrics, and ``"batch_size"`` (for images/s).
     With ``resume`` and an existing ``out_dir/checkpoint.pt``, training continues from it.
     """
-    device = torch.device(config.device)
-    model.to(device).train()
-    optimizer = build_optimizer(model, config.lr, config.weight_decay, config.betas)
-    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
-    ema = None
-    if config.ema_decay is not None:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-    result = TrainResult(model, ema)
-    start = 0
-    checkpoint_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
-    if resume and checkpoint_path is not None and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        restore_rng_state(state["rng"])
-        start = int(state["step"])
-        result.history = list(state.get("history", []))
-        result.evaluations = list(state.get("evaluations", []))
-        result.seconds = float(state.get("seconds", 0.0))
-
-    def checkpoint(step: int) -> None:
-        if checkpoint_path is None:
-            return
-        save_checkpoint(
-            checkpoint_path,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "ema": None if ema is None else ema.state_dict(),
-                "rng": capture_rng_state(),
-                "step": step,
-                "history": result.history,
-                "evaluations": result.evaluations,
-                "seconds": result.seconds,
-                "config": asdict(config),
-            },
-        )
-
-    bar = tqdm(range(start, config.steps), desc=description, disable=not config.progress, dynamic_ncols=True)
-    window_images, window_start = 0, time.perf_counter()
-    run_start = time.perf_counter()
-    for step in bar:
+    session = TrainingSession(model, config, out_dir=out_dir, resume=resume)
+    clip = config.grad_clip if config.grad_clip > 0 else math.inf
+    for step in session.steps(description):
         with config.autocast():
             outputs = loss_fn(model, step)
         loss = outputs["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
+        check_finite(loss, step)
+        session.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip if config.grad_clip > 0 else math.inf)
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(model)
-        window_images += int(outputs.get("batch_size", config.batch_size))
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            elapsed = time.perf_counter() - window_start
-            record = {"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
-            for key, value in outputs.items():
-                if key not in ("loss", "batch_size") and torch.is_tensor(value) and value.numel() == 1:
-                    record[key] = value.item()
-            record["images_per_s"] = window_images / max(elapsed, 1e-9)
-            result.history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", img_s=f"{record['images_per_s']:.0f}")
-            window_images, window_start = 0, time.perf_counter()
-        if eval_fn is not None and config.eval_every and done % config.eval_every == 0 and done != config.steps:
-            result.evaluations.append({"step": done, **eval_fn(result.final_model, done)})
-            model.train()
-        if config.checkpoint_every and done % config.checkpoint_every == 0:
-            result.seconds += time.perf_counter() - run_start
-            run_start = time.perf_counter()
-            checkpoint(done)
-    result.seconds += time.perf_counter() - run_start
-    if start < config.steps:
-        checkpoint(config.steps)
-    if eval_fn is not None and start < config.steps:
-        result.evaluations.append({"step": config.steps, **eval_fn(result.final_model, config.steps)})
-    model.eval()
-    if out_dir is not None:
-        (Path(out_dir) / "history.json").write_text(json.dumps(result.history))
-    return result
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        session.optimizer.step()
+        session.scheduler.step()
+        metrics = {k: v for k, v in outputs.items() if k not in ("loss", "batch_size")}
+        session.end_step(step, loss, grad_norm, metrics, int(outputs.get("batch_size", config.batch_size)), eval_fn)
+    return session.finish(eval_fn)

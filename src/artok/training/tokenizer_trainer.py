@@ -14,21 +14,16 @@ the shared loop (`artok.training.loop.train`). `TokenizerLossConfig` adds, optio
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from tqdm.auto import tqdm
 
 from artok.data.base import ImageDataset
 from artok.losses import AdversarialLoss, GANConfig, PerceptualLoss, load_perceptual_loss, reconstruction_loss
 from artok.tokenizers.base import Tokenizer
-from artok.training.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
-from artok.training.loop import TrainConfig, TrainResult, batch_indices, train
+from artok.training.loop import TrainConfig, TrainingSession, TrainResult, batch_indices, check_finite, train
 from artok.training.optim import build_optimizer, warmup_cosine
 
 
@@ -157,55 +152,20 @@ def _train_adversarial(
     """`artok.training.loop.train` with a second player: same schedule, clipping, EMA,
     evaluation and checkpoint conventions, plus the discriminator's optimiser step."""
     device = torch.device(config.device)
-    tokenizer.to(device).train()
     adversarial = AdversarialLoss(losses.adversarial, in_channels=tokenizer.config.in_channels).to(device).train()
     last_layer = last_decoder_layer(tokenizer)
-    optimizer = build_optimizer(tokenizer, config.lr, config.weight_decay, config.betas)
-    scheduler = warmup_cosine(optimizer, config.warmup_steps, config.steps, config.min_lr_ratio)
     d_optimizer = build_optimizer(adversarial, losses.discriminator_lr or config.lr, config.weight_decay, config.betas)
     # The discriminator's schedule starts (warmup included) when the discriminator does.
     d_steps = max(1, config.steps - losses.adversarial.start_step)
     d_scheduler = warmup_cosine(d_optimizer, min(config.warmup_steps, d_steps), d_steps, config.min_lr_ratio)
-    ema = None
-    if config.ema_decay is not None:
-        ema = AveragedModel(tokenizer, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
-    result = TrainResult(tokenizer, ema)
-    start = 0
-    checkpoint_path = Path(out_dir) / "checkpoint.pt" if out_dir is not None else None
-    if resume and checkpoint_path is not None and checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, map_location=device)
-        if "discriminator" not in state:
-            raise ValueError(f"{checkpoint_path} was written without a discriminator; resume it without the adversarial loss")
-        tokenizer.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        adversarial.load_state_dict(state["discriminator"])
-        d_optimizer.load_state_dict(state["discriminator_optimizer"])
-        d_scheduler.load_state_dict(state["discriminator_scheduler"])
-        if ema is not None and state.get("ema") is not None:
-            ema.load_state_dict(state["ema"])
-        restore_rng_state(state["rng"])
-        start = int(state["step"])
-        result.history = list(state.get("history", []))
-        result.evaluations = list(state.get("evaluations", []))
-        result.seconds = float(state.get("seconds", 0.0))
-
-    def checkpoint(step: int) -> None:
-        if checkpoint_path is None:
-            return
-        save_checkpoint(checkpoint_path, {
-            "model": tokenizer.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "discriminator": adversarial.state_dict(), "discriminator_optimizer": d_optimizer.state_dict(),
-            "discriminator_scheduler": d_scheduler.state_dict(), "ema": None if ema is None else ema.state_dict(),
-            "rng": capture_rng_state(), "step": step, "history": result.history, "evaluations": result.evaluations,
-            "seconds": result.seconds, "config": asdict(config), "losses": asdict(losses),
-        })
-
+    session = TrainingSession(
+        tokenizer, config, out_dir=out_dir, resume=resume,
+        extra_state={"discriminator": adversarial, "discriminator_optimizer": d_optimizer,
+                     "discriminator_scheduler": d_scheduler},
+        extra_meta={"losses": asdict(losses)},
+    )
     clip = config.grad_clip if config.grad_clip > 0 else math.inf
-    bar = tqdm(range(start, config.steps), desc="tokenizer+gan", disable=not config.progress, dynamic_ncols=True)
-    window_images, window_start = 0, time.perf_counter()
-    run_start = time.perf_counter()
-    for step in bar:
+    for step in session.steps("tokenizer+gan"):
         _set_quantizer_step(tokenizer, step)
         images, _ = dataset.batch(batch_indices(len(dataset), config.batch_size, step, config.seed), config.device)
         # Tokenizer step; the discriminator is frozen so L_G only reaches the tokenizer.
@@ -215,15 +175,12 @@ def _train_adversarial(
                                  perceptual_weight=losses.perceptual_weight)
             generator = adversarial.generator_loss(out["reconstruction"], out["reconstruction_loss"], last_layer, step)
         loss = out["loss"] + generator["loss"]
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
+        check_finite(loss, step)
+        session.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), clip)
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update_parameters(tokenizer)
+        session.optimizer.step()
+        session.scheduler.step()
         # Discriminator step on the same batch (no update before the start step).
         adversarial.requires_grad_(True)
         with config.autocast():
@@ -234,35 +191,9 @@ def _train_adversarial(
             torch.nn.utils.clip_grad_norm_(adversarial.parameters(), clip)
             d_optimizer.step()
             d_scheduler.step()
-
-        window_images += images.shape[0]
-        done = step + 1
-        if done % config.log_every == 0 or done == config.steps:
-            elapsed = time.perf_counter() - window_start
-            record = {"step": done, "loss": loss.item(), "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm)}
-            for key, value in out.items():
-                if key not in ("loss", "reconstruction", "reconstruction_loss") and value.numel() == 1:
-                    record[key] = value.item()
-            record.update({key: value.item() for key, value in generator.items() if key != "loss"})
-            record.update({f"discriminator_{key}": value.item() for key, value in disc.items()})
-            record["images_per_s"] = window_images / max(elapsed, 1e-9)
-            result.history.append(record)
-            bar.set_postfix(loss=f"{record['loss']:.4f}", d=f"{record['discriminator_loss']:.3f}")
-            window_images, window_start = 0, time.perf_counter()
-        if eval_fn is not None and config.eval_every and done % config.eval_every == 0 and done != config.steps:
-            result.evaluations.append({"step": done, **eval_fn(result.final_model, done)})
-            tokenizer.train()
-        if config.checkpoint_every and done % config.checkpoint_every == 0:
-            result.seconds += time.perf_counter() - run_start
-            run_start = time.perf_counter()
-            checkpoint(done)
-    result.seconds += time.perf_counter() - run_start
-    if start < config.steps:
-        checkpoint(config.steps)
-    if eval_fn is not None and start < config.steps:
-        result.evaluations.append({"step": config.steps, **eval_fn(result.final_model, config.steps)})
-    tokenizer.eval()
+        metrics = {k: v for k, v in out.items() if k not in ("loss", "reconstruction", "reconstruction_loss")}
+        metrics.update({k: v for k, v in generator.items() if k != "loss"})
+        metrics.update({f"discriminator_{k}": v for k, v in disc.items()})
+        session.end_step(step, loss, grad_norm, metrics, images.shape[0], eval_fn, postfix={"d": "discriminator_loss"})
     adversarial.eval()
-    if out_dir is not None:
-        (Path(out_dir) / "history.json").write_text(json.dumps(result.history))
-    return result
+    return session.finish(eval_fn)
