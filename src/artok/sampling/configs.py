@@ -112,6 +112,10 @@ class MARSamplerConfig(_Guidance):
         method: ``auto`` (DDPM for a diffusion head, Euler for a flow head), ``ddpm``, ``euler``,
             ``euler-maruyama``.
         diffusion_scale: SDE noise scale of Euler-Maruyama.
+        final_noise: std of Gaussian noise added at the head sampler's last step, in model space
+            (0: the usual deterministic last step). Continuous speculative decoding
+            (`artok.sampling.continuous_speculative`) needs it positive: its acceptance test compares
+            the two models' densities of that step, and its output law is exactly this sampler's.
     """
 
     iterations: int = 16
@@ -122,10 +126,13 @@ class MARSamplerConfig(_Guidance):
     steps: int = 50
     method: str = "auto"
     diffusion_scale: float = 1.0
+    final_noise: float = 0.0
 
     def __post_init__(self) -> None:
         _check_token_options(self)
         _check_head_options(self)
+        if self.final_noise < 0:
+            raise ValueError(f"final_noise must be >= 0, got {self.final_noise}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if self.mask_schedule not in MASK_SCHEDULES:

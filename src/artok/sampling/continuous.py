@@ -17,10 +17,21 @@
 
 Classifier-free guidance: when ``guided``, ``z`` is ``[conditional; unconditional]`` (``2N`` rows);
 both halves share the same ``x_t`` and the network output (eps, v or velocity) is
-``uncond + scale * (cond - uncond)``. The result has ``N`` rows.
+``uncond + scale * (cond - uncond)``. The result has ``N`` rows. ``cfg_scale`` may be a float or a
+per-row tensor (``N``), so rows of different sampler iterations can share one head call.
+
+Every sampler is split into a deterministic *mean* of its last step, a function of the head, ``z``
+and the noise used before the last step (`final_mean`), plus optional Gaussian ``final_noise`` on
+that last step (DDPM's and Euler's last step are deterministic by default). The noise is drawn in a
+fixed order (initial noise, then one draw per stochastic step) from ``rng``, or taken from a
+pre-drawn ``noise`` tensor (``K x N x D``, `noise_count` slices): two heads given the same ``noise``
+follow aligned trajectories, which is what continuous speculative decoding
+(`artok.sampling.continuous_speculative`) needs.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -37,10 +48,13 @@ def respaced_timesteps(num_timesteps: int, steps: int) -> torch.Tensor:
     return torch.linspace(num_timesteps - 1, 0, steps).round().long()
 
 
-def _guided(prediction: torch.Tensor, guided: bool, cfg_scale: float) -> torch.Tensor:
+def guide(prediction: torch.Tensor, guided: bool, cfg_scale: float | torch.Tensor) -> torch.Tensor:
+    """``uncond + scale * (cond - uncond)`` over the two halves of ``prediction`` (no-op unguided)."""
     if not guided:
         return prediction
     cond, uncond = prediction.chunk(2)
+    if isinstance(cfg_scale, torch.Tensor):
+        cfg_scale = cfg_scale.to(cond.dtype).reshape(-1, *([1] * (cond.dim() - 1)))
     return uncond + cfg_scale * (cond - uncond)
 
 
@@ -48,8 +62,150 @@ def _double(x: torch.Tensor, guided: bool) -> torch.Tensor:
     return torch.cat([x, x]) if guided else x
 
 
-def _randn(shape, like: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(shape, generator=rng, device=like.device, dtype=torch.float32)
+class NoiseSource:
+    """The ``i``-th Gaussian draw of a head sampler (``0``: the initial noise, ``i >= 1``: the noise of
+    the ``i``-th stochastic step): from a pre-drawn ``noise`` tensor when given, else fresh from ``rng``
+    in call order (so samplers without pre-drawn noise consume ``rng`` exactly as before)."""
+
+    def __init__(self, shape: tuple[int, int], device, rng: torch.Generator | None, noise: torch.Tensor | None = None) -> None:
+        if noise is not None and tuple(noise.shape[1:]) != tuple(shape):
+            raise ValueError(f"pre-drawn noise has rows {tuple(noise.shape[1:])}, expected {tuple(shape)}")
+        self.shape, self.device, self.rng, self.noise = shape, device, rng, noise
+
+    def __call__(self, index: int) -> torch.Tensor:
+        if self.noise is not None:
+            return self.noise[index].float()
+        return torch.randn(self.shape, generator=self.rng, device=self.device, dtype=torch.float32)
+
+
+def noise_count(steps: int) -> int:
+    """Gaussian draws a head sampler uses before its last step: the initial noise plus at most one
+    per intermediate step (Euler uses only the first; DDPM and Euler-Maruyama use all)."""
+    return steps
+
+
+def integrate_flow(
+    velocity: Callable[[torch.Tensor, float], torch.Tensor],
+    x: torch.Tensor,
+    *,
+    steps: int,
+    method: str = "euler",
+    temperature: float = 1.0,
+    diffusion_scale: float = 1.0,
+    noise: Callable[[int], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """Integrate a flow from ``t = 0`` (``x``: the initial noise, already temperature-scaled) to
+    ``t = 1`` in ``steps`` uniform steps; ``velocity(x, t)`` returns the (guided) velocity.
+
+    ``method="euler"`` is the ODE; ``"euler-maruyama"`` the SDE of the module docstring, whose
+    ``i``-th step draws ``noise(i)`` (``i = 1 .. steps - 1``; the last step is plain Euler). The result
+    is the deterministic end of the last step. Any model that predicts a velocity (a per-token head,
+    or a whole transformer as in xAR) can use it."""
+    if method not in ("euler", "euler-maruyama"):
+        raise ValueError(f"flow sampling method must be 'euler' or 'euler-maruyama', got {method!r}")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    if method == "euler-maruyama" and noise is None:
+        raise ValueError("Euler-Maruyama needs a noise source")
+    dt = 1.0 / steps
+    for i in range(steps):
+        t = i * dt
+        v = velocity(x, t).float()
+        if method == "euler" or i == steps - 1:
+            x = x + v * dt
+        else:
+            drift = v - diffusion_scale * (x - t * v)
+            x = x + drift * dt + temperature * (2 * diffusion_scale * (1 - t) * dt) ** 0.5 * noise(i + 1)
+    return x
+
+
+def _diffusion_final_mean(head: DiffusionHead, z, noise: NoiseSource, *, steps, temperature, guided, cfg_scale, clip_x0):
+    rows = z.shape[0] // 2 if guided else z.shape[0]
+    timesteps = respaced_timesteps(head.num_timesteps, steps).to(z.device)
+    abar_all = head.alphas_cumprod.to(z.device)
+    x = noise(0)
+    for i, t in enumerate(timesteps):
+        abar = abar_all[t]
+        abar_prev = abar_all[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones((), dtype=abar.dtype, device=z.device)
+        beta = 1 - abar / abar_prev
+        output = guide(head(_double(x, guided), t.expand(z.shape[0]), z).float(), guided, cfg_scale)
+        x0 = head.x0_from_output(x, t.expand(rows), output)
+        if clip_x0 is not None:
+            x0 = x0.clamp(-clip_x0, clip_x0)
+        mean = (abar_prev.sqrt() * beta / (1 - abar)).float() * x0 + ((1 - beta).sqrt() * (1 - abar_prev) / (1 - abar)).float() * x
+        if i + 1 == len(timesteps):
+            return mean
+        variance = (beta * (1 - abar_prev) / (1 - abar)).float()
+        x = mean + variance.sqrt() * temperature * noise(i + 1)
+    raise AssertionError("unreachable")
+
+
+def _flow_final_mean(head: FlowHead, z, noise: NoiseSource, *, steps, method, temperature, diffusion_scale, guided, cfg_scale):
+    def velocity(x: torch.Tensor, t: float) -> torch.Tensor:
+        t_rows = torch.full((z.shape[0],), t, device=z.device)
+        return guide(head.velocity(_double(x, guided), t_rows, z).float(), guided, cfg_scale)
+
+    return integrate_flow(
+        velocity, temperature * noise(0), steps=steps, method=method, temperature=temperature,
+        diffusion_scale=diffusion_scale, noise=noise,
+    )
+
+
+def _resolve_method(head: torch.nn.Module, method: str) -> str:
+    if method not in HEAD_METHODS:
+        raise ValueError(f"method must be one of {HEAD_METHODS}, got {method!r}")
+    if isinstance(head, DiffusionHead):
+        if method not in ("auto", "ddpm"):
+            raise ValueError(f"a diffusion head samples with method 'ddpm', not {method!r}")
+        return "ddpm"
+    if isinstance(head, FlowHead):
+        if method == "ddpm":
+            raise ValueError("a flow head samples with 'euler' or 'euler-maruyama', not 'ddpm'")
+        return "euler" if method == "auto" else method
+    raise ValueError(f"{type(head).__name__} is not a continuous head")
+
+
+@torch.no_grad()
+def final_mean(
+    head: torch.nn.Module,
+    z: torch.Tensor,
+    *,
+    steps: int,
+    method: str = "auto",
+    temperature: float = 1.0,
+    diffusion_scale: float = 1.0,
+    guided: bool = False,
+    cfg_scale: float | torch.Tensor = 1.0,
+    clip_x0: float | None = None,
+    noise: torch.Tensor | None = None,
+    rng: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The deterministic part of a head sampler's last step (``N x D``): every step but the last is
+    taken, with noise from ``noise`` (pre-drawn, ``noise_count(steps) x N x D``) or ``rng``."""
+    return _final_mean(
+        head, z, _resolve_method(head, method), steps=steps, temperature=temperature, diffusion_scale=diffusion_scale,
+        guided=guided, cfg_scale=cfg_scale, clip_x0=clip_x0, noise=noise, rng=rng,
+    )
+
+
+def _final_mean(head, z, method, *, steps, temperature, diffusion_scale=1.0, guided=False, cfg_scale=1.0,
+                clip_x0=None, noise=None, rng=None) -> torch.Tensor:
+    rows = z.shape[0] // 2 if guided else z.shape[0]
+    source = NoiseSource((rows, head.token_dim), z.device, rng, noise)
+    if method == "ddpm":
+        return _diffusion_final_mean(
+            head, z, source, steps=steps, temperature=temperature, guided=guided, cfg_scale=cfg_scale, clip_x0=clip_x0,
+        )
+    return _flow_final_mean(
+        head, z, source, steps=steps, method=method, temperature=temperature, diffusion_scale=diffusion_scale,
+        guided=guided, cfg_scale=cfg_scale,
+    )
+
+
+def _with_final_noise(mean: torch.Tensor, final_noise: float, rng: torch.Generator | None) -> torch.Tensor:
+    if final_noise <= 0:
+        return mean
+    return mean + final_noise * torch.randn(mean.shape, generator=rng, device=mean.device, dtype=mean.dtype)
 
 
 @torch.no_grad()
@@ -60,34 +216,19 @@ def sample_diffusion(
     steps: int = 50,
     temperature: float = 1.0,
     guided: bool = False,
-    cfg_scale: float = 1.0,
+    cfg_scale: float | torch.Tensor = 1.0,
     clip_x0: float | None = None,
+    final_noise: float = 0.0,
     rng: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Tokens ``N x D`` from a `DiffusionHead` given conditions ``z`` (``N`` or ``2N`` rows).
 
     ``clip_x0`` clamps the clean-token estimate of every step to ``[-clip_x0, clip_x0]`` (ADM's
-    ``clip_denoised``; None: off). Guidance combines the raw network outputs (eps or v)."""
-    rows = z.shape[0] // 2 if guided else z.shape[0]
-    timesteps = respaced_timesteps(head.num_timesteps, steps).to(z.device)
-    abar_all = head.alphas_cumprod.to(z.device)
-    x = _randn((rows, head.token_dim), z, rng)
-    for i, t in enumerate(timesteps):
-        abar = abar_all[t]
-        abar_prev = abar_all[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones((), dtype=abar.dtype, device=z.device)
-        beta = 1 - abar / abar_prev
-        t_rows = t.expand(z.shape[0])
-        output = _guided(head(_double(x, guided), t_rows, z).float(), guided, cfg_scale)
-        x0 = head.x0_from_output(x, t.expand(rows), output)
-        if clip_x0 is not None:
-            x0 = x0.clamp(-clip_x0, clip_x0)
-        mean = (abar_prev.sqrt() * beta / (1 - abar)).float() * x0 + ((1 - beta).sqrt() * (1 - abar_prev) / (1 - abar)).float() * x
-        if i + 1 < len(timesteps):
-            variance = (beta * (1 - abar_prev) / (1 - abar)).float()
-            x = mean + variance.sqrt() * temperature * _randn(x.shape, z, rng)
-        else:
-            x = mean
-    return x
+    ``clip_denoised``; None: off). Guidance combines the raw network outputs (eps or v).
+    ``final_noise`` adds ``N(0, final_noise^2)`` to the (otherwise deterministic) last step."""
+    mean = _final_mean(head, z, "ddpm", steps=steps, temperature=temperature, guided=guided,
+                       cfg_scale=cfg_scale, clip_x0=clip_x0, rng=rng)
+    return _with_final_noise(mean, final_noise, rng)
 
 
 @torch.no_grad()
@@ -100,28 +241,16 @@ def sample_flow(
     temperature: float = 1.0,
     diffusion_scale: float = 1.0,
     guided: bool = False,
-    cfg_scale: float = 1.0,
+    cfg_scale: float | torch.Tensor = 1.0,
+    final_noise: float = 0.0,
     rng: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Tokens ``N x D`` from a `FlowHead` given conditions ``z``, by Euler or Euler-Maruyama."""
     if method not in ("euler", "euler-maruyama"):
         raise ValueError(f"flow sampling method must be 'euler' or 'euler-maruyama', got {method!r}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    rows = z.shape[0] // 2 if guided else z.shape[0]
-    x = temperature * _randn((rows, head.token_dim), z, rng)
-    dt = 1.0 / steps
-    for i in range(steps):
-        t = i * dt
-        t_rows = torch.full((z.shape[0],), t, device=z.device)
-        v = _guided(head.velocity(_double(x, guided), t_rows, z).float(), guided, cfg_scale)
-        if method == "euler" or i == steps - 1:
-            x = x + v * dt
-        else:
-            drift = v - diffusion_scale * (x - t * v)
-            noise = _randn(x.shape, z, rng)
-            x = x + drift * dt + temperature * (2 * diffusion_scale * (1 - t) * dt) ** 0.5 * noise
-    return x
+    mean = _final_mean(head, z, method, steps=steps, temperature=temperature, diffusion_scale=diffusion_scale,
+                       guided=guided, cfg_scale=cfg_scale, rng=rng)
+    return _with_final_noise(mean, final_noise, rng)
 
 
 def sample_head(
@@ -133,22 +262,13 @@ def sample_head(
     temperature: float = 1.0,
     diffusion_scale: float = 1.0,
     guided: bool = False,
-    cfg_scale: float = 1.0,
+    cfg_scale: float | torch.Tensor = 1.0,
+    final_noise: float = 0.0,
     rng: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Dispatch to `sample_diffusion` or `sample_flow`; ``method="auto"`` picks DDPM for a diffusion
     head and Euler for a flow head. A method the head cannot use raises ValueError."""
-    if method not in HEAD_METHODS:
-        raise ValueError(f"method must be one of {HEAD_METHODS}, got {method!r}")
-    if isinstance(head, DiffusionHead):
-        if method not in ("auto", "ddpm"):
-            raise ValueError(f"a diffusion head samples with method 'ddpm', not {method!r}")
-        return sample_diffusion(head, z, steps=steps, temperature=temperature, guided=guided, cfg_scale=cfg_scale, rng=rng)
-    if isinstance(head, FlowHead):
-        if method == "ddpm":
-            raise ValueError("a flow head samples with 'euler' or 'euler-maruyama', not 'ddpm'")
-        return sample_flow(
-            head, z, steps=steps, method="euler" if method == "auto" else method, temperature=temperature,
-            diffusion_scale=diffusion_scale, guided=guided, cfg_scale=cfg_scale, rng=rng,
-        )
-    raise ValueError(f"{type(head).__name__} is not a continuous head")
+    method = _resolve_method(head, method)
+    mean = final_mean(head, z, steps=steps, method=method, temperature=temperature, diffusion_scale=diffusion_scale,
+                      guided=guided, cfg_scale=cfg_scale, rng=rng)
+    return _with_final_noise(mean, final_noise, rng)

@@ -47,7 +47,7 @@ def sample_mar(generator, labels: torch.Tensor, config: MARSamplerConfig, rng: t
         scale = mar_cfg_scale(config.cfg_scale, config.cfg_schedule, seq_len - count, seq_len)
         sampled = sample_head(
             generator.head, z, steps=config.steps, method=config.method, temperature=config.temperature,
-            diffusion_scale=config.diffusion_scale, guided=guided, cfg_scale=scale, rng=rng,
+            diffusion_scale=config.diffusion_scale, guided=guided, cfg_scale=scale, final_noise=config.final_noise, rng=rng,
         )
         values[to_predict] = sampled.to(values.dtype)
         mask = next_mask
