@@ -24,7 +24,7 @@ from artok.evaluation import (
 )
 from artok.generators import RasterConfig, RasterGenerator
 from artok.hub import from_pretrained, save_pretrained
-from artok.sampling import SamplerConfig, sample
+from artok.sampling import SamplerConfig, sample, sample_speculative
 from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig, Tokenizer
 from artok.training import TrainConfig, encode_dataset, train_generator, train_tokenizer
 
@@ -103,16 +103,28 @@ def sample_images(
     sampler=None,
     seed: int = 0,
     batch_size: int = 256,
+    draft: torch.nn.Module | None = None,
+    draft_length: int = 4,
+    stats: list | None = None,
 ) -> torch.Tensor:
     """Class-conditional images (``N x C x H x W`` in [-1, 1]) for ``labels``; deterministic in ``seed``.
 
     Works for every generator of the zoo: `artok.sampling.sample` picks the loop; ``sampler`` is a
-    sampler config of the generator's kind (None: the defaults stored with the generator)."""
+    sampler config of the generator's kind (None: the defaults stored with the generator). With a
+    ``draft`` generator, exact speculative sampling (`artok.sampling.sample_speculative`) is used and
+    each batch's `SpeculativeStats` is appended to ``stats`` (when given)."""
     device = next(generator.parameters()).device
     rng = torch.Generator(device=device).manual_seed(seed)
     images = []
     for start in range(0, labels.shape[0], batch_size):
-        tokens = sample(generator, labels[start : start + batch_size].to(device), sampler, rng)
+        batch = labels[start : start + batch_size].to(device)
+        if draft is None:
+            tokens = sample(generator, batch, sampler, rng)
+        else:
+            output = sample_speculative(generator, draft, batch, sampler, rng, draft_length=draft_length)
+            tokens = output.tokens
+            if stats is not None:
+                stats.append(output.stats)
         images.append(tokenizer.decode(tokens).cpu())
     return torch.cat(images)
 

@@ -63,3 +63,23 @@ def test_sampling_option_of_another_kind_is_refused(tmp_path, cache, capsys):
     assert main(["sample", "--generator", str(out), "--labels", "1", "--per-label", "1", "--out",
                  str(tmp_path / "s.png"), "--no-progress", "--sampling-steps", "3"]) == 2
     assert "do not apply to maskgit" in capsys.readouterr().err
+
+
+def test_speculative_sampling_from_the_command_line(tmp_path, cache, capsys):
+    tokenizer = saved_tokenizer(tmp_path / "tok", "kl", {})
+    out = tmp_path / "gen"
+    assert main(["train-generator", "--tokenizer", tokenizer, "--dataset", "digits", "--out", str(out),
+                 "--generator", "mar", "--final-noise", "0.1", *TINY]) == 0
+    assert load_config(out)["extra"]["sampling"]["final_noise"] == 0.1
+    capsys.readouterr()
+    # the target as its own draft: every drafted iteration is accepted
+    assert main(["sample", "--generator", str(out), "--draft", str(out), "--draft-length", "2", "--labels", "0,1",
+                 "--per-label", "2", "--iterations", "4", "--sampling-steps", "3", "--out", str(tmp_path / "s.png"),
+                 "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "speculative: 2.00 per target pass, acceptance 1.000" in text
+    # without final noise the exact acceptance test has no density: a one-line error
+    assert main(["sample", "--generator", str(out), "--draft", str(out), "--final-noise", "0", "--labels", "0",
+                 "--out", str(tmp_path / "t.png"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("artok: error:") and "final_noise" in err and "\n" not in err

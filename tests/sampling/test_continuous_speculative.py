@@ -146,3 +146,23 @@ def test_bad_pairs_and_configs(zoo_generator):
         speculative_sample_mar(target, zoo_generator("next-x"), labels, MARSamplerConfig(iterations=2, steps=2, final_noise=0.1))
     with pytest.raises(ValueError, match="final_noise must be"):
         MARSamplerConfig(final_noise=-1.0)
+
+
+def test_sample_speculative_dispatches_by_kind(zoo_generator):
+    from artok.generators import RasterConfig, RasterGenerator
+    from artok.sampling import SamplerConfig, sample_speculative
+    from artok.tokens import TokenSpec
+
+    target, draft = _pair(zoo_generator)
+    out = sample_speculative(target, draft, torch.arange(3), MARSamplerConfig(iterations=3, steps=2, final_noise=0.1),
+                             torch.Generator().manual_seed(0), draft_length=2)
+    assert out.tokens.values.shape == (3, 9, 2) and out.stats.target_forwards >= 1
+    spec = TokenSpec("discrete", "grid", grid=(3, 3), vocab_size=8).to_dict()
+    raster = RasterGenerator(RasterConfig(token_spec=spec, num_classes=4, dim=32, depth=1, num_heads=2)).eval()
+    out = sample_speculative(raster, raster, torch.arange(2), SamplerConfig(), torch.Generator().manual_seed(0))
+    assert out.tokens.ids.shape == (2, 9) and out.stats.acceptance_rate > 0.99
+    with pytest.raises(ValueError, match="same kind"):
+        sample_speculative(target, raster, torch.arange(2))
+    maskgit = zoo_generator("maskgit")
+    with pytest.raises(ValueError, match="not 'maskgit'"):
+        sample_speculative(maskgit, maskgit, torch.arange(2))

@@ -21,7 +21,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def _add_sampling(parser: argparse.ArgumentParser) -> None:
+def _add_sampling(parser: argparse.ArgumentParser, speculative: bool = True) -> None:
     group = parser.add_argument_group("sampling (defaults: the values stored with the generator)")
     group.add_argument("--cfg-scale", type=float, help="classifier-free guidance scale (1 = off)")
     group.add_argument("--cfg-schedule", choices=("constant", "linear"), help="guidance schedule over the sequence")
@@ -32,6 +32,27 @@ def _add_sampling(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--sampling-steps", type=int, help="diffusion / flow steps per token (mar, next-x)")
     group.add_argument("--method", choices=("auto", "ddpm", "euler", "euler-maruyama"),
                        help="continuous-head sampler (mar, next-x; auto: ddpm for diffusion, euler for flow heads)")
+    group.add_argument("--final-noise", type=float,
+                       help="std of noise on the head sampler's last step (mar; > 0 is needed by --draft)")
+    if not speculative:
+        return
+    group.add_argument("--draft", help="saved smaller generator of the same kind and tokenizer: exact speculative "
+                                       "sampling (raster: tokens, mar: iterations per target pass)")
+    group.add_argument("--draft-length", type=int, default=4,
+                       help="tokens (raster) or MAR iterations drafted per target pass (default: 4)")
+
+
+def _sampling(args, generator):
+    """The sampler config (stored defaults + command-line overrides) and the optional draft."""
+    from artok.hub import from_pretrained
+    from artok.sampling import sampler_config_for
+
+    overrides = {key: getattr(args, key, None) for key in
+                 ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method", "final_noise")}
+    overrides["steps"] = args.sampling_steps
+    sampler = sampler_config_for(generator, generator.extra.get("sampling"), overrides)
+    draft = from_pretrained(args.draft, args.device).eval() if args.draft else None
+    return sampler, draft
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--depth", type=int, help="transformer layers")
     gen.add_argument("--heads", type=int, help="attention heads")
     gen.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if present")
-    _add_sampling(gen)
+    _add_sampling(gen, speculative=False)
     _add_common(gen)
 
     sample = sub.add_parser("sample", help="sample class-conditional images to a PNG grid",
@@ -255,7 +276,7 @@ def cmd_train_generator(args) -> int:
             train_config = replace(train_config, **{field: getattr(args, field)})
     result = train_generator(generator, tokens, train.labels, train_config, out_dir=args.out, resume=args.resume)
     overrides = {key: getattr(args, key, None) for key in
-                 ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method")}
+                 ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method", "final_noise")}
     overrides["steps"] = args.sampling_steps
     overrides["cfg_scale"] = preset.sampler.cfg_scale if args.cfg_scale is None else args.cfg_scale
     stored = preset.sampler.to_dict() if args.generator == "raster" else None
@@ -286,17 +307,17 @@ def cmd_sample(args) -> int:
     from artok.evaluation import save_image_grid
     from artok.pipeline import load_pair, sample_images
 
-    from artok.sampling import sampler_config_for
-
     generator, tokenizer = load_pair(args.generator, args.tokenizer, args.device)
     labels = _parse_labels(args.labels, generator.config.num_classes).repeat_interleave(args.per_label)
-    overrides = {key: getattr(args, key, None) for key in
-                 ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method")}
-    overrides["steps"] = args.sampling_steps
-    sampler = sampler_config_for(generator, generator.extra.get("sampling"), overrides)
-    images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed)
+    sampler, draft = _sampling(args, generator)
+    stats = []
+    images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed, draft=draft,
+                           draft_length=args.draft_length, stats=stats)
     save_image_grid(args.out, images, nrow=args.per_label, scale=4)
     print(f"wrote {len(labels)} samples to {args.out}")
+    if stats:
+        print(f"speculative: {sum(s.mean_accepted for s in stats) / len(stats):.2f} per target pass, "
+              f"acceptance {sum(s.acceptance_rate for s in stats) / len(stats):.3f}")
     return 0
 
 
@@ -322,16 +343,16 @@ def cmd_eval(args) -> int:
         import torch
 
         train = load_dataset(dataset, "train")
-        from artok.sampling import sampler_config_for
-
         labels = torch.arange(generator.config.num_classes).repeat_interleave(args.samples_per_class)
-        overrides = {key: getattr(args, key, None) for key in
-                     ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method")}
-        overrides["steps"] = args.sampling_steps
-        sampler = sampler_config_for(generator, generator.extra.get("sampling"), overrides)
-        images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed)
+        sampler, draft = _sampling(args, generator)
+        stats = []
+        images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed, draft=draft,
+                               draft_length=args.draft_length, stats=stats)
         result = evaluate_samples(dataset, images, labels, train, test, progress=not args.no_progress)
         metrics.update({f"generator.{k}": v for k, v in result.items()})
+        if stats:
+            metrics["generator.speculative_mean_accepted"] = sum(s.mean_accepted for s in stats) / len(stats)
+            metrics["generator.speculative_acceptance_rate"] = sum(s.acceptance_rate for s in stats) / len(stats)
     text = json.dumps(metrics, indent=2)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from artok.sampling.configs import (
     sampler_kind,
 )
 from artok.sampling.continuous import respaced_timesteps, sample_diffusion, sample_flow, sample_head
-from artok.sampling.dispatch import default_sampler_config, sample, sampler_config_for, sampler_kind_for
+from artok.sampling.dispatch import default_sampler_config, sample, sample_speculative, sampler_config_for, sampler_kind_for
 from artok.sampling.heads import HeadDraw, draw_discrete
 from artok.sampling.logits import cfg_combine, logits_to_probs, sample_from_probs, top_k_filter, top_p_filter
 from artok.sampling.loops import SamplerConfig, decode_one_token, prefill, sample_raster, sample_raster_recompute
@@ -58,6 +58,7 @@ __all__ = [
     "sample_next_scale",
     "sample_next_x",
     "sample_raster",
+    "sample_speculative",
     "sample_raster_recompute",
     "sample_raster_with_head",
     "sampler_config_for",

@@ -96,3 +96,32 @@ def sample(generator, labels: torch.Tensor, config=None, rng: torch.Generator | 
         return sample_raster_with_head(generator, labels, config, rng)
     loops = {"next-scale": sample_next_scale, "maskgit": sample_maskgit, "mar": sample_mar, "next-x": sample_next_x}
     return loops[kind](generator, labels, config, rng)
+
+
+@torch.no_grad()
+def sample_speculative(generator, draft, labels: torch.Tensor, config=None, rng: torch.Generator | None = None,
+                       draft_length: int = 4):
+    """Exact speculative sampling with a smaller ``draft`` of the same kind: raster generators with a
+    categorical head use `artok.sampling.speculative.speculative_sample` (``draft_length`` tokens per
+    target pass), MAR uses `artok.sampling.continuous_speculative.speculative_sample_mar`
+    (``draft_length`` MAR iterations per target pass; needs ``config.final_noise > 0``). The output law
+    is the plain sampler's. Returns a `SpeculativeOutput` (tokens and acceptance statistics); other
+    kinds raise ValueError."""
+    from artok.sampling.continuous_speculative import speculative_sample_mar
+    from artok.sampling.speculative import speculative_sample
+
+    kind = sampler_kind_for(generator)
+    if sampler_kind_for(draft) != kind:
+        raise ValueError(f"the draft samples as {sampler_kind_for(draft)!r}, the target as {kind!r}; use a draft of the same kind")
+    if config is None:
+        config = default_sampler_config(generator)
+    elif isinstance(config, dict):
+        config = sampler_config_from_dict(config, default_kind=kind)
+    if kind == "raster" and generator.config.head == "categorical" and draft.config.head == "categorical":
+        return speculative_sample(generator, draft, labels, config, rng, num_draft=draft_length)
+    if kind == "mar":
+        return speculative_sample_mar(generator, draft, labels, config, draft_iterations=draft_length, rng=rng)
+    raise ValueError(
+        f"speculative sampling is implemented for raster generators with a categorical head and for MAR, not {kind!r} "
+        f"({type(generator).__name__})"
+    )
