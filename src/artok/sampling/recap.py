@@ -1,6 +1,7 @@
 """ReCAP: reused context-aware prediction for masked generators (Liu et al., "Plug-and-Play Context
 Feature Reuse for Efficient Masked Generation", https://arxiv.org/abs/2505.19089), on top of
-MaskGIT decoding (`artok.sampling.sample_maskgit`).
+MaskGIT decoding (`artok.sampling.sample_maskgit`, `sample_maskgit_recap`) and MAR decoding
+(`artok.sampling.sample_mar`, `sample_mar_recap`).
 
 MaskGIT reveals a few tokens per iteration, and every iteration re-runs the bidirectional
 transformer over all ``L`` positions. ReCAP groups ``group_size`` iterations: the first is a
@@ -18,15 +19,25 @@ Guarantees: lossy. Cached features of positions outside the active set are those
 step (stale by the tokens revealed since), and the positions a group reveals are chosen by the full
 step's confidences. With ``group_size=1`` every iteration is full and the sampler returns exactly
 `sample_maskgit`'s tokens for the same seed (tested).
+
+MAR (`sample_mar_recap`, single bidirectional stack, ``decoder_depth=0``): the reveal order is
+MAR's random order, fixed in advance, so a group needs no plan: its first iteration is a full
+backbone pass (caching keys/values of the buffer and every position), each later iteration
+recomputes only the positions revealed since the full pass and the ones it reveals now, against the
+cached context, and the per-token head samples the new tokens from those states. The head's
+denoising loop, often MAR's dominant cost, is unchanged; ReCAP removes backbone work only. Same
+guarantees: lossy for ``group_size > 1``, exactly `sample_mar` for ``group_size=1`` (tested).
 """
 
 from __future__ import annotations
 
 import torch
 
-from artok.sampling.configs import MaskGITSamplerConfig
+from artok.sampling.configs import MARSamplerConfig, MaskGITSamplerConfig
+from artok.sampling.continuous import sample_head
 from artok.sampling.engine import RowKVCache
 from artok.sampling.heads import draw_discrete
+from artok.sampling.mar import mar_cfg_scale
 from artok.sampling.mask_schedules import masked_counts
 from artok.sampling.masked import gumbel_noise, remask_least_confident
 from artok.sampling.schedules import cfg_scale_at
@@ -34,24 +45,25 @@ from artok.tokens import Tokens
 
 
 class _FeatureCache:
-    """Per-layer key/value caches over all ``L + 1`` positions (class token first), attached to the
-    generator's attention layers for the duration of a sampling call."""
+    """Per-layer key/value caches over all ``length`` positions of ``blocks`` (default: a MaskGIT
+    generator's blocks over its ``L + 1`` positions, class token first), attached to the attention
+    layers for the duration of a sampling call."""
 
-    def __init__(self, generator, rows: int) -> None:
+    def __init__(self, generator, rows: int, blocks=None, length: int | None = None) -> None:
         param = next(generator.parameters())
-        length = generator.spec.seq_len + 1
-        self.generator = generator
+        self.blocks = list(generator.blocks if blocks is None else blocks)
+        length = generator.spec.seq_len + 1 if length is None else length
         self.caches = [RowKVCache(rows, b.attention.num_heads, length, b.attention.head_dim, param.dtype, param.device)
-                       for b in generator.blocks]
+                       for b in self.blocks]
 
     def __enter__(self):
-        self.previous = [block.attention.kv_cache for block in self.generator.blocks]
-        for block, cache in zip(self.generator.blocks, self.caches):
+        self.previous = [block.attention.kv_cache for block in self.blocks]
+        for block, cache in zip(self.blocks, self.caches):
             block.attention.kv_cache = cache
         return self
 
     def __exit__(self, *exc):
-        for block, cache in zip(self.generator.blocks, self.previous):
+        for block, cache in zip(self.blocks, self.previous):
             block.attention.kv_cache = cache
 
 
@@ -144,3 +156,80 @@ def sample_maskgit_recap(generator, labels: torch.Tensor, config: MaskGITSampler
             mask = mask.scatter(1, chunk, False)
             revealed.append(chunk)
     return Tokens(spec, ids=ids, extras={"full_evaluations": full_evaluations, "local_evaluations": local_evaluations})
+
+
+def _mar_inputs(generator, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    x = generator.token_proj(values)
+    return torch.where(mask.unsqueeze(-1), generator.mask_token.to(x.dtype), x)
+
+
+def mar_full_conditions(generator, values, mask, rows) -> torch.Tensor:
+    """`MARGenerator.condition_vectors` (``decoder_depth=0``) that also writes every encoder layer's
+    keys/values into the attached caches (``B x L x dim``)."""
+    x = generator._with_buffer(_mar_inputs(generator, values, mask), rows) + generator.encoder_position
+    positions = torch.arange(x.shape[1], device=x.device)
+    for block in generator.encoder:
+        x = block(x, input_pos=positions)
+    return generator.encoder_norm(x)[:, generator.config.buffer_size :] + generator.head_position
+
+
+def mar_local_conditions(generator, values, mask, active: torch.Tensor) -> torch.Tensor:
+    """Condition vectors of the ``active`` positions only (``B x n`` token indices), recomputed against
+    the cached keys/values of every other position; refreshes the active positions' cache entries."""
+    dim = generator.config.dim
+    x = _mar_inputs(generator, values, mask).gather(1, active[..., None].expand(-1, -1, dim))
+    positions = active + generator.config.buffer_size
+    x = x + generator.encoder_position[positions]
+    for block in generator.encoder:
+        x = block(x, input_pos=positions)
+    return generator.encoder_norm(x) + generator.head_position[active]
+
+
+@torch.no_grad()
+def sample_mar_recap(generator, labels: torch.Tensor, config: MARSamplerConfig,
+                     rng: torch.Generator | None = None, *, group_size: int = 2) -> Tokens:
+    """MAR decoding where each group of ``group_size`` iterations makes one full backbone pass and
+    ``group_size - 1`` local ones (module docstring). ``extras`` counts the passes."""
+    if group_size < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    if generator.config.decoder_depth:
+        raise ValueError("ReCAP for MAR needs the single bidirectional stack (decoder_depth=0): the MAE encoder "
+                         "drops unknown positions, so there are no cached features to reuse for them")
+    spec = generator.spec
+    batch, seq_len, guided, device = labels.shape[0], spec.seq_len, config.uses_cfg, labels.device
+    rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
+    values = torch.zeros(batch, seq_len, spec.channels, device=device)
+    mask = torch.ones(batch, seq_len, dtype=torch.bool, device=device)
+    rank = torch.rand(batch, seq_len, generator=rng, device=device).argsort(dim=1).argsort(dim=1)
+
+    def double(t):
+        return torch.cat([t, t]) if guided else t
+
+    full_evaluations = local_evaluations = 0
+    revealed: list[torch.Tensor] = []  # positions (B x n) revealed since the last full pass
+    length = generator.config.buffer_size + seq_len
+    with _FeatureCache(generator, rows.shape[0], generator.encoder, length):
+        for step, count in enumerate(masked_counts(seq_len, config.iterations, config.mask_schedule)):
+            next_mask = rank >= seq_len - count
+            to_predict = mask & ~next_mask
+            chunk = to_predict.nonzero()[:, 1].view(batch, -1)  # every row reveals the same count
+            if step % group_size == 0:
+                z = mar_full_conditions(generator, double(values), double(mask), rows)[double(to_predict)]
+                full_evaluations += 1
+                revealed = []
+            else:
+                active = torch.cat(revealed + [chunk], dim=1)
+                hidden = mar_local_conditions(generator, double(values), double(mask), double(active))
+                z = hidden[:, -chunk.shape[1] :].reshape(-1, hidden.shape[-1])
+                local_evaluations += 1
+            scale = mar_cfg_scale(config.cfg_scale, config.cfg_schedule, seq_len - count, seq_len)
+            sampled = sample_head(
+                generator.head, z, steps=config.steps, method=config.method, temperature=config.temperature,
+                diffusion_scale=config.diffusion_scale, guided=guided, cfg_scale=scale,
+                final_noise=config.final_noise, rng=rng,
+            )
+            values[to_predict] = sampled.to(values.dtype)
+            revealed.append(chunk)
+            mask = next_mask
+    return Tokens(spec, values=values / generator.config.token_scale,
+                  extras={"full_evaluations": full_evaluations, "local_evaluations": local_evaluations})
