@@ -183,12 +183,16 @@ class RasterGenerator(Generator):
         with it, keys/values are written to and read from the static caches (`setup_cache`).
         """
         if input_pos is None:
-            rope, mask, causal = self.rope[: x.shape[1]], None, True
-        else:
-            rope, causal = self.rope[input_pos], False
-            mask = self.causal_mask[input_pos]
+            return self.run_blocks(x, self.rope[: x.shape[1]], None, None, is_causal=True)
+        return self.run_blocks(x, self.rope[input_pos], self.causal_mask[input_pos], input_pos)
+
+    def run_blocks(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor | None, input_pos: torch.Tensor | None,
+                   is_causal: bool = False) -> torch.Tensor:
+        """The blocks and final norm with an explicit rotary table and attention mask: ``rope`` for
+        the positions of ``x``, ``mask`` ``T x S`` (shared) or ``rows x 1 x T x S`` (per row, as the
+        sampling engine's per-row positions need), ``input_pos`` ``T`` or ``rows x T`` (cache writes)."""
         for block in self.blocks:
-            x = block(x, rope=rope, mask=mask, input_pos=input_pos, is_causal=causal)
+            x = block(x, rope=rope, mask=mask, input_pos=input_pos, is_causal=is_causal)
         return self.norm(x)
 
     def hidden_states(self, ids: torch.Tensor, labels: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:

@@ -296,14 +296,9 @@ class SamplingEngine:
 
 # -- pure functions (compiled by the engine) ---------------------------------------------------------
 def _run_model(model, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor, input_pos: torch.Tensor) -> torch.Tensor:
-    """The cached forward of `RasterGenerator.transformer` + head with an explicit rotary table
-    and attention mask (``T x S`` shared or ``rows x 1 x T x S`` per row); ``x`` are embeddings.
-
-    Mirrors ``RasterGenerator.transformer``; `tests/sampling/test_engine.py` checks they agree.
-    """
-    for block in model.blocks:
-        x = block(x, rope=rope, mask=mask, input_pos=input_pos, is_causal=False)
-    return model.head(model.norm(x))
+    """The cached forward (`RasterGenerator.run_blocks`) + head with an explicit rotary table and
+    attention mask (``T x S`` shared or ``rows x 1 x T x S`` per row); ``x`` are embeddings."""
+    return model.head(model.run_blocks(x, rope, mask, input_pos))
 
 
 def _decode_step(model, ids, input_pos, noise, scale, rope, slots, guided, temperature, top_k, top_p):
