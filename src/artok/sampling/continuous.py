@@ -119,24 +119,42 @@ def integrate_flow(
     return x
 
 
-def _diffusion_final_mean(head: DiffusionHead, z, noise: NoiseSource, *, steps, temperature, guided, cfg_scale, clip_x0):
-    rows = z.shape[0] // 2 if guided else z.shape[0]
-    timesteps = respaced_timesteps(head.num_timesteps, steps).to(z.device)
-    abar_all = head.alphas_cumprod.to(z.device)
-    x = noise(0)
+def ddpm_table(alphas_cumprod: torch.Tensor, steps: int) -> list[tuple[int, float, float, float, float, float]]:
+    """Per respaced step ``(t, sqrt(abar), sqrt(1 - abar), c_x0, c_xt, sigma)`` as Python numbers
+    (computed in fp64): ``x0`` from the network output uses the first two, the posterior mean is
+    ``c_x0 x0 + c_xt x_t`` and the step's noise std is ``sigma`` (0 on the last step). Constants
+    rather than per-step tensor arithmetic keep the loop to the network call and a few fused
+    multiply-adds (cheap on a CPU, and nothing but constants for a CUDA graph to capture)."""
+    timesteps = respaced_timesteps(len(alphas_cumprod), steps).tolist()
+    abar_all = alphas_cumprod.double().cpu()
+    table = []
     for i, t in enumerate(timesteps):
-        abar = abar_all[t]
-        abar_prev = abar_all[timesteps[i + 1]] if i + 1 < len(timesteps) else torch.ones((), dtype=abar.dtype, device=z.device)
+        abar = float(abar_all[t])
+        abar_prev = float(abar_all[timesteps[i + 1]]) if i + 1 < len(timesteps) else 1.0
         beta = 1 - abar / abar_prev
-        output = guide(head(_double(x, guided), t.expand(z.shape[0]), z).float(), guided, cfg_scale)
-        x0 = head.x0_from_output(x, t.expand(rows), output)
+        c_x0 = abar_prev**0.5 * beta / (1 - abar)
+        c_xt = (1 - beta) ** 0.5 * (1 - abar_prev) / (1 - abar)
+        sigma = (beta * (1 - abar_prev) / (1 - abar)) ** 0.5 if i + 1 < len(timesteps) else 0.0
+        table.append((t, abar**0.5, (1 - abar) ** 0.5, c_x0, c_xt, sigma))
+    return table
+
+
+def _diffusion_final_mean(head: DiffusionHead, z, noise: NoiseSource, *, steps, temperature, guided, cfg_scale, clip_x0):
+    x = noise(0)
+    table = ddpm_table(head.alphas_cumprod, steps)
+    for i, (t, sqrt_abar, sqrt_one_minus, c_x0, c_xt, sigma) in enumerate(table):
+        t_rows = torch.full((z.shape[0],), t, device=z.device, dtype=torch.long)
+        output = guide(head(_double(x, guided), t_rows, z).float(), guided, cfg_scale)
+        if head.prediction == "v":
+            x0 = sqrt_abar * x - sqrt_one_minus * output
+        else:
+            x0 = (x - sqrt_one_minus * output) / sqrt_abar
         if clip_x0 is not None:
             x0 = x0.clamp(-clip_x0, clip_x0)
-        mean = (abar_prev.sqrt() * beta / (1 - abar)).float() * x0 + ((1 - beta).sqrt() * (1 - abar_prev) / (1 - abar)).float() * x
-        if i + 1 == len(timesteps):
+        mean = c_x0 * x0 + c_xt * x
+        if i + 1 == len(table):
             return mean
-        variance = (beta * (1 - abar_prev) / (1 - abar)).float()
-        x = mean + variance.sqrt() * temperature * noise(i + 1)
+        x = mean + (sigma * temperature) * noise(i + 1)
     raise AssertionError("unreachable")
 
 
