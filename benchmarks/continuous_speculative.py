@@ -2,7 +2,8 @@
 Fashion-MNIST KL tokens: mean MAR iterations per target pass, token acceptance, wall-clock speed-up
 over the plain sampler (batch 1 latency and batched throughput), and the change in FD / class
 accuracy next to the plain sampler's seed noise. Also the quality cost of ``final_noise`` itself
-(the plain sampler with and without it), since the exact method needs a stochastic last step.
+(the plain sampler with and without it), since the exact method needs a stochastic last step, and
+MAR ReCAP (`artok.sampling.recap.sample_mar_recap`, lossy feature reuse) at a few group sizes.
 
     python benchmarks/generator_zoo.py --only mar        # once: the shared KL tokenizer
     python benchmarks/continuous_speculative.py [--out runs/continuous_speculative]
@@ -29,6 +30,7 @@ from artok.generators import build_generator
 from artok.hub import from_pretrained, save_pretrained
 from artok.sampling import MARSamplerConfig, sample
 from artok.sampling.continuous_speculative import speculative_sample_mar
+from artok.sampling.recap import sample_mar_recap
 from artok.training import TrainConfig, train_generator
 
 DATASET = "fashion-mnist"
@@ -67,7 +69,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=16)
     parser.add_argument("--head-steps", type=int, default=25)
     parser.add_argument("--cfg", type=float, default=3.0)
+    parser.add_argument("--recap-groups", default="2,4", help="ReCAP group sizes (final_noise 0 rows)")
+    parser.add_argument("--methods", default="plain,speculative,recap", help="which rows to run")
     args = parser.parse_args()
+    methods = set(args.methods.split(","))
     torch.set_num_threads(1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,14 +116,24 @@ def main() -> None:
             run(labels[i * args.per_class : i * args.per_class + 1], rng)
         return (time.perf_counter() - start) / args.latency_images
 
+    def recap(group):
+        def run(batch, rng):
+            tokens = sample_mar_recap(target, batch, config(0.0), rng, group_size=group)
+            return tokens, dict(tokens.extras)
+        return run
+
+    path = out / "results.json"
+    previous = json.loads(path.read_text())["rows"] if path.is_file() else []
     results = {"fd_floor": floor, "samples": int(labels.shape[0]), "settings": vars(args),
                "params_M": {role: sum(p.numel() for p in m.parameters()) / 1e6 for role, m in (("target", target), ("draft", draft))},
-               "rows": []}
+               "rows": [row for row in previous if row["method"].split()[0] not in methods]}
     noises = [0.0] + [float(x) for x in args.final_noise.split(",")]
     for final_noise in noises:
-        runs = [("plain", None, plain(final_noise))]
-        if final_noise > 0:
+        runs = [("plain", None, plain(final_noise))] if "plain" in methods else []
+        if final_noise > 0 and "speculative" in methods:
             runs += [(f"speculative k={k}", k, speculative(final_noise, k)) for k in map(int, args.draft_iterations.split(","))]
+        if final_noise == 0 and "recap" in methods:
+            runs += [(f"recap group={g}", None, recap(g)) for g in map(int, args.recap_groups.split(","))]
         for name, k, run in runs:
             seeds = [score(run, seed) for seed in range(args.seeds if k is None else max(1, args.seeds - 1))]
             row = {
