@@ -24,25 +24,26 @@ def test_unit_layout_pads_and_orders_cells():
     assert sorted(index[valid].tolist()) == list(range(9))
 
 
-@pytest.mark.parametrize("unit,size", [("token", 1), ("cell", 2), ("cell", 5)])
+@pytest.mark.parametrize("unit,size", [("token", 1), ("cell", 2), ("cell", 5), ("image", 1)])
 def test_units_round_trip(unit, size):
     generator = make(unit=unit, cell_size=size)
     values = torch.randn(2, 25, 3)
     assert torch.equal(generator.from_units(generator.to_units(values)), values)
+    assert torch.equal(generator.from_sequence(generator.to_sequence(values)), values)
     assert generator.num_units * generator.unit_size >= 25
 
 
 @pytest.mark.parametrize("options", [{"unit": "token"}, {"unit": "cell", "cell_size": 2},
                                      {"unit": "cell", "cell_size": 2, "noisy_context": False, "head": "diffusion"}],
                          ids=["token", "cell", "cell-teacher-forced-diffusion"])
-def test_trains(learnable_tokens, fit, options):
+def test_head_denoiser_trains(learnable_tokens, fit, options):
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    losses = fit(make(**options), learnable_tokens(SPEC, labels), labels, steps=40)
+    losses = fit(make(denoiser="head", **options), learnable_tokens(SPEC, labels), labels, steps=40)
     assert sum(losses[-5:]) < 0.8 * sum(losses[:5])
 
 
-def test_cached_blocks_equal_full_pass():
-    generator = make(unit="cell", cell_size=2).eval()
+def test_head_design_cached_blocks_equal_full_pass():
+    generator = make(unit="cell", cell_size=2, denoiser="head").eval()
     units = generator.to_units(torch.randn(2, 25, 3))
     labels = torch.tensor([0, 2])
     ones = torch.ones(2, generator.num_units - 1)
@@ -65,4 +66,4 @@ def test_incompatible_pairings():
     with pytest.raises(IncompatibleTokensError, match="2D grid"):
         make(token_spec=TokenSpec("continuous", "sequence", length=8, channels=3), unit="cell")
     with pytest.raises(ValueError, match="unit"):
-        make(unit="image")
+        make(unit="pixel")

@@ -60,7 +60,8 @@ class TimestepEmbedder(nn.Module):
 
 
 class AdaLNTransformerBlock(nn.Module):
-    """Pre-norm transformer block whose two norms are modulated by a condition ``c`` (``B x dim``).
+    """Pre-norm transformer block whose two norms are modulated by a condition ``c``: ``B x dim`` (one
+per sequence, as VAR's class) or ``B x T x dim`` (per token, as xAR's per-entity noise time).
 
     ``x = x + gate1 * attn(modulate(norm(x), shift1, scale1))``, likewise for the SwiGLU MLP; the
     six modulation vectors come from ``Linear(SiLU(c))`` (zero-initialised). Attention is
@@ -76,14 +77,18 @@ class AdaLNTransformerBlock(nn.Module):
         self.modulation = _zero_linear(dim, 6 * dim)
 
     def forward(self, x, cond, rope=None, mask=None, input_pos=None, is_causal: bool = False) -> torch.Tensor:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(F.silu(cond)).unsqueeze(1).chunk(6, dim=-1)
+        modulation = self.modulation(F.silu(cond))
+        if modulation.dim() == 2:
+            modulation = modulation.unsqueeze(1)
+        shift1, scale1, gate1, shift2, scale2, gate2 = modulation.chunk(6, dim=-1)
         h = modulate(self.attention_norm(x), shift1, scale1)
         x = x + gate1 * self.attention(h, rope=rope, mask=mask, input_pos=input_pos, is_causal=is_causal)
         return x + gate2 * self.ffn(modulate(self.ffn_norm(x), shift2, scale2))
 
 
 class AdaLNOutput(nn.Module):
-    """Final adaLN before a prediction head: ``modulate(norm(x), shift(c), scale(c))``."""
+    """Final adaLN before a prediction head: ``modulate(norm(x), shift(c), scale(c))``; ``c`` per row
+    (``B x dim``) or, for ``x`` ``B x T x dim``, per token (``B x T x dim``)."""
 
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -92,7 +97,7 @@ class AdaLNOutput(nn.Module):
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         shift, scale = self.modulation(F.silu(cond)).chunk(2, dim=-1)
-        if x.dim() == 3:
+        if x.dim() == 3 and shift.dim() == 2:
             shift, scale = shift.unsqueeze(1), scale.unsqueeze(1)
         return modulate(self.norm(x), shift, scale)
 

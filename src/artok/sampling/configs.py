@@ -141,14 +141,16 @@ class MARSamplerConfig(_Guidance):
 
 @dataclass
 class NextXSamplerConfig(_Guidance):
-    """Next-X (xAR) sampling: one unit per step, each integrated by the head sampler.
+    """Next-X (xAR) sampling: one entity (token, cell, scale or image) per step, integrated from noise
+    by the transformer denoiser's velocity (or, ``denoiser="head"``, by the per-token head sampler).
 
     Args:
-        steps: flow (or respaced DDPM) steps per unit.
-        method: ``auto``, ``euler``, ``euler-maruyama`` (flow head) or ``ddpm`` (diffusion head).
+        steps: flow (or respaced DDPM) steps per entity.
+        method: ``auto`` (Euler for flow models, DDPM for a diffusion head), ``euler``,
+            ``euler-maruyama`` (transformer denoiser or flow head) or ``ddpm`` (diffusion head only).
         temperature: initial-noise (and SDE-noise) temperature.
         diffusion_scale: SDE noise scale of Euler-Maruyama.
-        cfg_scale, cfg_schedule: guidance; ``linear`` ramps from 1 to ``cfg_scale`` over the units.
+        cfg_scale, cfg_schedule: guidance; ``linear`` ramps from 1 to ``cfg_scale`` over the entities.
     """
 
     steps: int = 25

@@ -1,11 +1,22 @@
-"""Next-X sampling (xAR, https://arxiv.org/abs/2502.20388): one unit (token or cell) per step.
+"""Next-X sampling (xAR, https://arxiv.org/abs/2502.20388): one entity (token, cell, scale or the
+whole image) per step, with a static KV cache so earlier entities are never recomputed.
 
-For unit ``n`` the block-causal transformer runs only block ``n`` (its keys/values go into a static
-KV cache, so earlier units are never recomputed), its outputs condition the per-token head, and the
-head integrates the unit's tokens from noise (flow head: Euler or Euler-Maruyama; diffusion head:
-respaced DDPM). The generated unit, at noise time ``t = 1`` (clean), is the context of block ``n + 1``.
-Classifier-free guidance runs ``[labels; null]`` rows; ``cfg_schedule="linear"`` ramps the scale from
-1 at the first unit to ``cfg_scale`` at the last.
+Transformer denoiser (xAR): entity n starts from Gaussian noise (times ``temperature``) and is
+integrated from ``t = 0`` to ``t = 1`` by `artok.sampling.continuous.integrate_flow` (Euler or
+Euler-Maruyama, ``steps`` steps). The velocity field is the transformer run on entity n's positions
+only (time ``t``), attending to the cached keys/values of the clean entities ``< n``; its keys/values
+at time ``t`` are written to entity n's cache slots and overwritten by the next step. The finished
+entity is run once more at ``t = 1`` so that the cache holds its *clean* keys/values for the entities
+after it (skipped for the last entity).
+
+Head denoiser (the earlier design): for unit n the transformer runs block n once, its outputs
+condition the per-token head, and the head integrates the unit's tokens (flow head: Euler or
+Euler-Maruyama; diffusion head: respaced DDPM). The generated unit, at ``t = 1``, is the context of
+block n + 1.
+
+Classifier-free guidance runs ``[labels; null]`` rows (both halves see the same ``x_t``) and mixes
+the two outputs with `artok.sampling.continuous.guide`; ``cfg_schedule="linear"`` ramps the scale
+from 1 at the first entity to ``cfg_scale`` at the last.
 """
 
 from __future__ import annotations
@@ -13,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from artok.sampling.configs import NextXSamplerConfig
-from artok.sampling.continuous import sample_head
+from artok.sampling.continuous import NoiseSource, guide, integrate_flow, sample_head
 from artok.sampling.kv_cache import static_kv_cache
 from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
@@ -22,6 +33,53 @@ from artok.tokens import Tokens
 @torch.no_grad()
 def sample_next_x(generator, labels: torch.Tensor, config: NextXSamplerConfig, rng: torch.Generator | None = None) -> Tokens:
     """Sample ``len(labels)`` continuous token grids ``B x L x D``."""
+    if generator.config.denoiser == "transformer":
+        return _sample_with_transformer(generator, labels, config, rng)
+    return _sample_with_head(generator, labels, config, rng)
+
+
+def _flow_method(method: str) -> str:
+    if method not in ("auto", "euler", "euler-maruyama"):
+        raise ValueError(f"the next-X transformer denoiser samples with 'euler' or 'euler-maruyama', not {method!r}")
+    return "euler" if method == "auto" else method
+
+
+def _sample_with_transformer(generator, labels, config: NextXSamplerConfig, rng) -> Tokens:
+    method = _flow_method(config.method)
+    spec, channels = generator.spec, generator.spec.channels
+    batch, guided, device = labels.shape[0], config.uses_cfg, labels.device
+    rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
+    num_rows = rows.shape[0]
+    sequence = torch.zeros(batch, generator.sequence_length, channels, device=device)
+    valid = generator.sequence_valid.to(sequence.dtype)
+
+    def doubled(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x]) if guided else x
+
+    with static_kv_cache(generator, num_rows):
+        for entity in range(generator.num_units):
+            start, end = generator.entity_span(entity)
+            size, positions = end - start, torch.arange(start, end, device=device)
+            cfg_scale = cfg_scale_at(entity, generator.num_units, config.cfg_scale, config.cfg_schedule)
+
+            def velocity(x: torch.Tensor, t: float, size=size, positions=positions, cfg_scale=cfg_scale) -> torch.Tensor:
+                times = torch.full((num_rows, size), t, device=device)
+                v = generator.velocity(doubled(x.reshape(batch, size, channels)), times, rows, input_pos=positions)
+                return guide(v.float(), guided, cfg_scale).reshape(batch * size, channels)
+
+            noise = NoiseSource((batch * size, channels), device, rng)
+            x = integrate_flow(
+                velocity, config.temperature * noise(0), steps=config.steps, method=method,
+                temperature=config.temperature, diffusion_scale=config.diffusion_scale, noise=noise,
+            )
+            x = x.reshape(batch, size, channels) * valid[start:end, None]
+            sequence[:, start:end] = x
+            if entity + 1 < generator.num_units:  # write the clean entity's keys/values for its successors
+                generator.velocity(doubled(x), torch.ones(num_rows, size, device=device), rows, input_pos=positions)
+    return Tokens(spec, values=generator.from_sequence(sequence) / generator.config.token_scale)
+
+
+def _sample_with_head(generator, labels, config: NextXSamplerConfig, rng) -> Tokens:
     spec = generator.spec
     batch, guided, device = labels.shape[0], config.uses_cfg, labels.device
     rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
