@@ -7,6 +7,8 @@ an explicit `torch.Generator`). Each generator declares which `TokenSpec`s it su
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
@@ -17,10 +19,49 @@ class IncompatibleTokensError(ValueError):
     """A generator was paired with tokens it cannot model."""
 
 
-class Generator(nn.Module):
-    """Base class for token generators."""
+class GeneratorConfig:
+    """Mixin of the generator config dataclasses: the fields every generator has (``token_spec`` as a
+    dict, ``num_classes``, ``dim``, ``num_heads``, ``class_dropout``), their checks, and ``spec``."""
 
-    config: object
+    @property
+    def spec(self) -> TokenSpec:
+        return TokenSpec.from_dict(self.token_spec)
+
+    def check_common(self) -> None:
+        """Raise ValueError for a field every generator shares that is out of range."""
+        if self.num_classes < 1:
+            raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        if not 0.0 <= self.class_dropout < 1.0:
+            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
+
+
+class Generator(nn.Module):
+    """Base class for token generators (``config`` is a `GeneratorConfig`)."""
+
+    config: GeneratorConfig
+
+    def bind_spec_check(self, head: str) -> None:
+        """Make ``self.check_spec`` check against this instance's head (``train_generator`` calls it)."""
+        self.check_spec = functools.partial(type(self).check_spec, head=head)
+
+    @property
+    def spec(self) -> TokenSpec:
+        return self.config.spec
+
+    @property
+    def null_class(self) -> int:
+        """The unconditional label (classifier-free guidance): index ``num_classes``."""
+        return self.config.num_classes
+
+    def drop_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        """In training, replace each label by the null class with probability ``class_dropout``
+        (trains the unconditional branch that classifier-free guidance needs)."""
+        if not self.training or self.config.class_dropout <= 0:
+            return labels
+        drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
+        return torch.where(drop, torch.full_like(labels, self.null_class), labels)
 
     @classmethod
     def check_spec(cls, spec: TokenSpec) -> None:

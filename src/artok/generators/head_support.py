@@ -111,27 +111,30 @@ def build_discrete_head(head: str, spec: TokenSpec, dim: int, width: int = 128, 
     return CategoricalHead(dim, spec.vocab_size)
 
 
-def build_continuous_head(
-    head: str, token_dim: int, cond_dim: int, width: int, depth: int, num_timesteps: int = 1000,
-    noise_schedule: str = "cosine", time_sampling: str = "uniform", prediction: str = "v",
-) -> nn.Module:
-    """A `DiffusionHead` or `FlowHead` for ``token_dim``-channel tokens conditioned on ``cond_dim`` vectors."""
-    if head == "diffusion":
-        return DiffusionHead(token_dim, cond_dim, width, depth, num_timesteps, noise_schedule, prediction)
-    return FlowHead(token_dim, cond_dim, width, depth, time_sampling)
+def build_continuous_head(config, token_dim: int, cond_dim: int) -> nn.Module:
+    """A `DiffusionHead` or `FlowHead` for ``token_dim``-channel tokens conditioned on ``cond_dim``
+    vectors, from a continuous generator's config (``head``, ``head_width``, ``head_depth``,
+    ``num_timesteps``, ``noise_schedule``, ``prediction``, ``time_sampling``)."""
+    if config.head == "diffusion":
+        return DiffusionHead(token_dim, cond_dim, config.head_width, config.head_depth, config.num_timesteps,
+                             config.noise_schedule, config.prediction)
+    return FlowHead(token_dim, cond_dim, config.head_width, config.head_depth, config.time_sampling)
 
 
-def validate_continuous_head_options(
-    head: str, num_timesteps: int, noise_schedule: str, time_sampling: str, prediction: str = "v"
-) -> None:
-    """Config validation shared by the continuous generators (a clear ValueError)."""
-    if head not in CONTINUOUS_HEADS:
-        raise ValueError(f"head must be one of {CONTINUOUS_HEADS}, got {head!r}")
-    if num_timesteps < 2:
-        raise ValueError(f"num_timesteps must be >= 2, got {num_timesteps}")
-    if noise_schedule not in NOISE_SCHEDULES:
-        raise ValueError(f"noise_schedule must be one of {NOISE_SCHEDULES}, got {noise_schedule!r}")
-    if prediction not in PREDICTIONS:
-        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-    if time_sampling not in ("uniform", "logit-normal"):
-        raise ValueError(f"time_sampling must be 'uniform' or 'logit-normal', got {time_sampling!r}")
+def check_continuous_config(config) -> None:
+    """Validation of the fields the continuous generators (MAR, next-X) share: the head and its
+    options, head sizes, ``token_scale`` (a clear ValueError)."""
+    if config.head not in CONTINUOUS_HEADS:
+        raise ValueError(f"head must be one of {CONTINUOUS_HEADS}, got {config.head!r}")
+    if config.num_timesteps < 2:
+        raise ValueError(f"num_timesteps must be >= 2, got {config.num_timesteps}")
+    if config.noise_schedule not in NOISE_SCHEDULES:
+        raise ValueError(f"noise_schedule must be one of {NOISE_SCHEDULES}, got {config.noise_schedule!r}")
+    if config.prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {config.prediction!r}")
+    if config.time_sampling not in ("uniform", "logit-normal"):
+        raise ValueError(f"time_sampling must be 'uniform' or 'logit-normal', got {config.time_sampling!r}")
+    if config.head_width < 1 or config.head_depth < 1 or config.head_batch_mul < 1:
+        raise ValueError("head_width, head_depth and head_batch_mul must be positive")
+    if config.token_scale <= 0:
+        raise ValueError(f"token_scale must be positive, got {config.token_scale}")

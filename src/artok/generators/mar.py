@@ -20,22 +20,21 @@ through the encoder; the decoder re-inserts a learned mask token at the unknown 
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from artok.generators.base import Generator, IncompatibleTokensError
-from artok.generators.head_support import build_continuous_head, check_continuous_head, validate_continuous_head_options
+from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
+from artok.generators.head_support import build_continuous_head, check_continuous_config, check_continuous_head
 from artok.hub import register_model
 from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
 from artok.tokens import Tokens, TokenSpec
 
 
 @dataclass
-class MARConfig:
+class MARConfig(GeneratorConfig):
     """Configuration of `MARGenerator`.
 
     Args:
@@ -84,30 +83,15 @@ class MARConfig:
     def __post_init__(self) -> None:
         spec = TokenSpec.coerce(self.token_spec)
         self.token_spec = spec.to_dict()
-        validate_continuous_head_options(
-            self.head, self.num_timesteps, self.noise_schedule, self.time_sampling, self.prediction
-        )
+        check_continuous_config(self)
         MARGenerator.check_spec(spec, self.head)
-        if self.num_classes < 1:
-            raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
+        self.check_common()
         if self.encoder_depth < 1 or self.decoder_depth < 0:
             raise ValueError(f"need encoder_depth >= 1 and decoder_depth >= 0, got {self.encoder_depth}, {self.decoder_depth}")
         if self.buffer_size < 1:
             raise ValueError(f"buffer_size must be >= 1, got {self.buffer_size}")
         if not 0.0 < self.mask_ratio_min <= 1.0 or self.mask_ratio_std <= 0:
             raise ValueError(f"need 0 < mask_ratio_min <= 1 and mask_ratio_std > 0, got {self.mask_ratio_min}, {self.mask_ratio_std}")
-        if not 0.0 <= self.class_dropout < 1.0:
-            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
-        if self.head_width < 1 or self.head_depth < 1 or self.head_batch_mul < 1:
-            raise ValueError("head_width, head_depth and head_batch_mul must be positive")
-        if self.token_scale <= 0:
-            raise ValueError(f"token_scale must be positive, got {self.token_scale}")
-
-    @property
-    def spec(self) -> TokenSpec:
-        return TokenSpec.from_dict(self.token_spec)
 
 
 def truncated_normal_ratio(mean: float, std: float, low: float, high: float, device=None) -> float:
@@ -127,7 +111,7 @@ class MARGenerator(Generator):
     def __init__(self, config: MARConfig) -> None:
         super().__init__()
         self.config = config
-        self.check_spec = functools.partial(type(self).check_spec, head=config.head)
+        self.bind_spec_check(config.head)
         spec, dim = config.spec, config.dim
         seq_len, token_dim = spec.seq_len, spec.channels
         hidden = config.hidden_dim or swiglu_hidden_dim(dim)
@@ -147,10 +131,7 @@ class MARGenerator(Generator):
             )
             self.decoder_norm = RMSNorm(dim)
         self.head_position = nn.Parameter(torch.zeros(seq_len, dim))
-        self.head = build_continuous_head(
-            config.head, token_dim, dim, config.head_width, config.head_depth, config.num_timesteps,
-            config.noise_schedule, config.time_sampling, config.prediction,
-        )
+        self.head = build_continuous_head(config, token_dim, dim)
         for name, param in self.named_parameters():
             if "position" in name or name == "mask_token":
                 nn.init.normal_(param, std=0.02)
@@ -163,14 +144,6 @@ class MARGenerator(Generator):
                 f"MAR models continuous tokens on a grid or sequence, got layout {spec.layout!r}; use a KL tokenizer"
             )
         check_continuous_head(head or "diffusion", spec, "mar")
-
-    @property
-    def spec(self) -> TokenSpec:
-        return self.config.spec
-
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
 
     def _with_buffer(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         buffer = self.class_embedding(labels).unsqueeze(1).expand(-1, self.config.buffer_size, -1)
@@ -218,9 +191,7 @@ class MARGenerator(Generator):
         self.check_spec(tokens.spec, head=self.config.head)
         values = tokens.values * self.config.token_scale
         labels = cond
-        if self.training and self.config.class_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
-            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        labels = self.drop_labels(labels)
         mask = self.random_mask(values.shape[0], values.device)
         z = self.condition_vectors(values, mask, labels)[mask]
         target = values[mask]

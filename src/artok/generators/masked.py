@@ -14,13 +14,12 @@ as the schedule says, ranking by log-probability plus Gumbel noise whose tempera
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from artok.generators.base import Generator, IncompatibleTokensError
+from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
 from artok.generators.head_support import build_discrete_head, build_token_embedding, check_discrete_head
 from artok.hub import register_model
 from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
@@ -31,7 +30,7 @@ MASKGIT_HEADS = ("categorical", "bitwise")
 
 
 @dataclass
-class MaskGITConfig:
+class MaskGITConfig(GeneratorConfig):
     """Configuration of `MaskGITGenerator`.
 
     Args:
@@ -63,16 +62,7 @@ class MaskGITConfig:
         MaskGITGenerator.check_spec(spec, self.head)
         if self.mask_schedule not in MASK_SCHEDULES:
             raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}, got {self.mask_schedule!r}")
-        if self.num_classes < 1:
-            raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
-        if not 0.0 <= self.class_dropout < 1.0:
-            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
-
-    @property
-    def spec(self) -> TokenSpec:
-        return TokenSpec.from_dict(self.token_spec)
+        self.check_common()
 
 
 @register_model("maskgit")
@@ -84,7 +74,7 @@ class MaskGITGenerator(Generator):
     def __init__(self, config: MaskGITConfig) -> None:
         super().__init__()
         self.config = config
-        self.check_spec = functools.partial(type(self).check_spec, head=config.head)
+        self.bind_spec_check(config.head)
         spec, dim = config.spec, config.dim
         self.token_embedding = build_token_embedding(config.head, spec, dim)
         self.mask_embedding = nn.Parameter(torch.zeros(dim))
@@ -117,14 +107,6 @@ class MaskGITGenerator(Generator):
             )
         check_discrete_head(head or "categorical", spec, "maskgit")
 
-    @property
-    def spec(self) -> TokenSpec:
-        return self.config.spec
-
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
-
     def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """States ``B x L x dim`` for ``ids`` (``B x L``) with positions where ``mask`` is True hidden."""
         tokens = self.token_embedding(ids.clamp_min(0))
@@ -149,9 +131,7 @@ class MaskGITGenerator(Generator):
     def loss(self, tokens: Tokens, cond: torch.Tensor) -> dict[str, torch.Tensor]:
         self.check_spec(tokens.spec, head=self.config.head)
         ids, labels = tokens.ids, cond
-        if self.training and self.config.class_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
-            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        labels = self.drop_labels(labels)
         mask = self.random_mask(ids.shape[0], ids.device)
         hidden = self.hidden_states(ids, mask, labels)
         loss = self.head.loss(hidden[mask].unsqueeze(0), ids[mask].unsqueeze(0))

@@ -26,14 +26,13 @@ checks that the copy matches the tokenizer it is paired with.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from artok.generators.base import Generator, IncompatibleTokensError
+from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
 from artok.generators.head_support import build_discrete_head, check_discrete_head
 from artok.hub import register_model
 from artok.nn import KVCache, swiglu_hidden_dim
@@ -52,7 +51,7 @@ def block_causal_mask(lengths: Sequence[int]) -> torch.Tensor:
 
 
 @dataclass
-class NextScaleConfig:
+class NextScaleConfig(GeneratorConfig):
     """Configuration of `NextScaleGenerator`.
 
     Args:
@@ -90,16 +89,7 @@ class NextScaleConfig:
                 f"tokens (scales {spec.scales}, vocab {spec.vocab_size})"
             )
         self.quantizer = asdict(quantizer)
-        if self.num_classes < 1:
-            raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
-        if not 0.0 <= self.class_dropout < 1.0:
-            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
-
-    @property
-    def spec(self) -> TokenSpec:
-        return TokenSpec.from_dict(self.token_spec)
+        self.check_common()
 
 
 @register_model("next_scale")
@@ -111,7 +101,7 @@ class NextScaleGenerator(Generator):
     def __init__(self, config: NextScaleConfig) -> None:
         super().__init__()
         self.config = config
-        self.check_spec = functools.partial(type(self).check_spec, head=config.head)
+        self.bind_spec_check(config.head)
         spec = config.spec
         self.scale_lengths = [h * w for h, w in spec.scales]
         seq_len = spec.seq_len
@@ -156,14 +146,6 @@ class NextScaleGenerator(Generator):
         check_discrete_head(head or "categorical", spec, "next-scale")
 
     # -- pieces the samplers call ---------------------------------------------------------------
-    @property
-    def spec(self) -> TokenSpec:
-        return self.config.spec
-
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
-
     @property
     def num_scales(self) -> int:
         return len(self.scale_lengths)
@@ -229,9 +211,7 @@ class NextScaleGenerator(Generator):
     def loss(self, tokens: Tokens, cond: torch.Tensor) -> dict[str, torch.Tensor]:
         self.check_spec(tokens.spec, head=self.config.head)
         labels = cond
-        if self.training and self.config.class_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
-            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        labels = self.drop_labels(labels)
         return {"loss": self.head.loss(self.hidden_states(tokens.ids, labels), tokens.ids)}
 
     # -- cache ---------------------------------------------------------------------------------

@@ -50,7 +50,6 @@ learning; ``t = 1`` at sampling; ``noisy_context=False``: teacher forcing).
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 
@@ -58,8 +57,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from artok.generators.base import Generator, IncompatibleTokensError
-from artok.generators.head_support import build_continuous_head, check_continuous_head, validate_continuous_head_options
+from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
+from artok.generators.head_support import build_continuous_head, check_continuous_config, check_continuous_head
 from artok.generators.next_scale import block_causal_mask
 from artok.hub import register_model
 from artok.nn import KVCache, RMSNorm, TransformerBlock, swiglu_hidden_dim
@@ -71,7 +70,7 @@ DENOISERS = ("transformer", "head")
 
 
 @dataclass
-class NextXConfig:
+class NextXConfig(GeneratorConfig):
     """Configuration of `NextXGenerator`.
 
     Args:
@@ -128,9 +127,7 @@ class NextXConfig:
             self.denoiser = "transformer" if self.unit in ("image", "scale") else "head"
         if self.denoiser not in DENOISERS:
             raise ValueError(f"denoiser must be one of {DENOISERS}, got {self.denoiser!r}")
-        validate_continuous_head_options(
-            self.head, self.num_timesteps, self.noise_schedule, self.time_sampling, self.prediction
-        )
+        check_continuous_config(self)
         NextXGenerator.check_spec(spec, self.head if self.denoiser == "head" else "flow")
         if self.unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
@@ -150,20 +147,7 @@ class NextXConfig:
             self.scales = normalized_scales(self.scales, spec.grid)
         elif self.scales is not None:
             raise ValueError(f"scales is only used with unit='scale', got unit={self.unit!r}")
-        if self.num_classes < 1:
-            raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
-        if not 0.0 <= self.class_dropout < 1.0:
-            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
-        if self.head_width < 1 or self.head_depth < 1 or self.head_batch_mul < 1:
-            raise ValueError("head_width, head_depth and head_batch_mul must be positive")
-        if self.token_scale <= 0:
-            raise ValueError(f"token_scale must be positive, got {self.token_scale}")
-
-    @property
-    def spec(self) -> TokenSpec:
-        return TokenSpec.from_dict(self.token_spec)
+        self.check_common()
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -241,7 +225,7 @@ class NextXGenerator(Generator):
     def __init__(self, config: NextXConfig) -> None:
         super().__init__()
         self.config = config
-        self.check_spec = functools.partial(type(self).check_spec, head=self.flow_or_head)
+        self.bind_spec_check(self.flow_or_head)
         spec, dim = config.spec, config.dim
         if config.unit == "scale":
             self.entity_sizes = [h * w for h, w in config.scales]
@@ -277,10 +261,7 @@ class NextXGenerator(Generator):
         self.blocks = nn.ModuleList(block(dim, config.num_heads, hidden, config.dropout) for _ in range(config.depth))
         self.norm = RMSNorm(dim) if config.denoiser == "head" else AdaLNOutput(dim)
         if config.denoiser == "head":
-            self.head = build_continuous_head(
-                config.head, spec.channels, dim, config.head_width, config.head_depth, config.num_timesteps,
-                config.noise_schedule, config.time_sampling, config.prediction,
-            )
+            self.head = build_continuous_head(config, spec.channels, dim)
         else:
             self.output = nn.Linear(dim, spec.channels)
             # zero-initialised, as DiT's final layer: the first prediction is a zero velocity
@@ -303,14 +284,6 @@ class NextXGenerator(Generator):
                 f"next-X models continuous tokens on a grid or sequence, got layout {spec.layout!r}; use a KL tokenizer"
             )
         check_continuous_head(head or "flow", spec, "next-x")
-
-    @property
-    def spec(self) -> TokenSpec:
-        return self.config.spec
-
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
 
     @property
     def sequence_length(self) -> int:
@@ -365,12 +338,6 @@ class NextXGenerator(Generator):
         for block in self.blocks:
             x = block(x, cond, mask=mask, input_pos=input_pos)
         return self.norm(x, cond)
-
-    def drop_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.config.class_dropout <= 0:
-            return labels
-        drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
-        return torch.where(drop, torch.full_like(labels, self.null_class), labels)
 
     def loss(self, tokens: Tokens, cond: torch.Tensor) -> dict[str, torch.Tensor]:
         self.check_spec(tokens.spec, head=self.flow_or_head)

@@ -18,13 +18,12 @@ dimension-wise PTQ tokens, https://arxiv.org/abs/2503.16430). The backbone is th
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from artok.generators.base import Generator, IncompatibleTokensError
+from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
 from artok.generators.head_support import DISCRETE_HEADS, build_discrete_head, build_token_embedding, check_discrete_head
 from artok.hub import register_model
 from artok.nn import KVCache, RMSNorm, TransformerBlock, rope_1d_table, rope_2d_table, swiglu_hidden_dim
@@ -32,7 +31,7 @@ from artok.tokens import Tokens, TokenSpec
 
 
 @dataclass
-class RasterConfig:
+class RasterConfig(GeneratorConfig):
     """Configuration of `RasterGenerator`.
 
     Args:
@@ -70,22 +69,13 @@ class RasterConfig:
         if self.head not in DISCRETE_HEADS:
             raise ValueError(f"head must be one of {DISCRETE_HEADS}, got {self.head!r}")
         RasterGenerator.check_spec(self.spec, self.head)
-        if self.num_classes < 1:
-            raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
+        self.check_common()
         if self.spec.layout == "sequence":
             self.rope_2d = False
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if self.rope_2d and (self.dim // self.num_heads) % 4:
             raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {self.dim // self.num_heads}")
-        if not 0.0 <= self.class_dropout < 1.0:
-            raise ValueError(f"class_dropout must be in [0, 1), got {self.class_dropout}")
         if self.head_width < 1 or self.head_depth < 1:
             raise ValueError(f"head_width and head_depth must be positive, got {self.head_width}, {self.head_depth}")
-
-    @property
-    def spec(self) -> TokenSpec:
-        return TokenSpec.from_dict(self.token_spec)
 
     @property
     def vocab_size(self) -> int:
@@ -111,7 +101,7 @@ class RasterGenerator(Generator):
         super().__init__()
         self.config = config
         # Instances check specs against their own head (train_generator calls generator.check_spec).
-        self.check_spec = functools.partial(type(self).check_spec, head=config.head)
+        self.bind_spec_check(config.head)
         self.token_embedding = build_token_embedding(config.head, config.spec, config.dim)
         self.class_embedding = nn.Embedding(config.num_classes + 1, config.dim)
         hidden = config.hidden_dim or swiglu_hidden_dim(config.dim)
@@ -159,14 +149,6 @@ class RasterGenerator(Generator):
             except IncompatibleTokensError as error:
                 errors.append(str(error))
         raise IncompatibleTokensError(errors[0])
-
-    @property
-    def spec(self) -> TokenSpec:
-        return self.config.spec
-
-    @property
-    def null_class(self) -> int:
-        return self.config.num_classes
 
     # -- model ---------------------------------------------------------------------------------
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
@@ -216,9 +198,7 @@ class RasterGenerator(Generator):
         self.check_spec(tokens.spec, head=self.config.head)
         ids = tokens.ids
         labels = cond
-        if self.training and self.config.class_dropout > 0:
-            drop = torch.rand(labels.shape, device=labels.device) < self.config.class_dropout
-            labels = torch.where(drop, torch.full_like(labels, self.null_class), labels)
+        labels = self.drop_labels(labels)
         x = torch.cat([self.embed_class(labels), self.embed(ids[:, :-1])], dim=1)
         hidden = self.transformer(x)
         return {"loss": self.head.loss(hidden, ids)}
