@@ -17,6 +17,8 @@ Every mismatch raises `IncompatibleTokensError` naming what would fit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
 from artok.generators.base import IncompatibleTokensError
@@ -109,6 +111,34 @@ def build_discrete_head(head: str, spec: TokenSpec, dim: int, width: int = 128, 
     if head == "dimwise":
         return DimwiseHead(dim, spec.subtokens, spec.vocab_size, width=width, depth=depth, num_heads=max(1, width // 64))
     return CategoricalHead(dim, spec.vocab_size)
+
+
+@dataclass(kw_only=True)
+class ContinuousHeadFields:
+    """Config fields of the per-token continuous head, shared by MAR and next-X (keyword-only, so the
+    generator's own fields keep their positions). ``head`` itself stays in each config: its default
+    differs (MAR: diffusion, next-X: flow).
+
+    Args:
+        head_width, head_depth: the per-token MLP head.
+        head_batch_mul: repeats of the tokens in the head loss (fresh noise each; MAR's diffusion
+            batch multiplier).
+        num_timesteps, noise_schedule: diffusion head training schedule (unused by flow models).
+        prediction: what the diffusion head regresses: ``"v"`` (default; well conditioned for small,
+            briefly trained heads) or ``"epsilon"`` (MAR's choice).
+        time_sampling: flow training times (``uniform`` or ``logit-normal``).
+        token_scale: tokens are multiplied by this before modelling (a latent scale factor bringing
+            latents to roughly unit variance); samples are divided by it.
+    """
+
+    head_width: int = 256
+    head_depth: int = 3
+    head_batch_mul: int = 4
+    num_timesteps: int = 1000
+    noise_schedule: str = "cosine"
+    prediction: str = "v"
+    time_sampling: str = "uniform"
+    token_scale: float = 1.0
 
 
 def build_continuous_head(config, token_dim: int, cond_dim: int) -> nn.Module:

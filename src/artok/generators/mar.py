@@ -27,14 +27,19 @@ import torch
 from torch import nn
 
 from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
-from artok.generators.head_support import build_continuous_head, check_continuous_config, check_continuous_head
+from artok.generators.head_support import (
+    ContinuousHeadFields,
+    build_continuous_head,
+    check_continuous_config,
+    check_continuous_head,
+)
 from artok.hub import register_model
 from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
 from artok.tokens import Tokens, TokenSpec
 
 
 @dataclass
-class MARConfig(GeneratorConfig):
+class MARConfig(ContinuousHeadFields, GeneratorConfig):
     """Configuration of `MARGenerator`.
 
     Args:
@@ -48,14 +53,8 @@ class MARConfig(GeneratorConfig):
         dropout: attention / residual dropout.
         mask_ratio_min, mask_ratio_std: training mask ratio ~ N(1, std) truncated to [min, 1].
         head: ``"diffusion"`` (DDPM) or ``"flow"`` (flow matching).
-        head_width, head_depth: the per-token MLP head.
-        head_batch_mul: repeats of the masked tokens in the head loss (fresh noise each).
-        num_timesteps, noise_schedule: diffusion head training schedule.
-        prediction: what the diffusion head regresses: ``"v"`` (default; well conditioned for small,
-            briefly trained heads) or ``"epsilon"`` (MAR's choice).
-        time_sampling: flow head training times (``uniform`` or ``logit-normal``).
-        token_scale: tokens are multiplied by this before modelling (MAR's latent scale factor,
-            bringing latents to roughly unit variance); samples are divided by it.
+        head_width, head_depth, head_batch_mul, num_timesteps, noise_schedule, prediction,
+            time_sampling, token_scale: keyword-only head options (`ContinuousHeadFields`).
     """
 
     token_spec: dict
@@ -71,14 +70,6 @@ class MARConfig(GeneratorConfig):
     mask_ratio_min: float = 0.7
     mask_ratio_std: float = 0.25
     head: str = "diffusion"
-    head_width: int = 256
-    head_depth: int = 3
-    head_batch_mul: int = 4
-    num_timesteps: int = 1000
-    noise_schedule: str = "cosine"
-    prediction: str = "v"
-    time_sampling: str = "uniform"
-    token_scale: float = 1.0
 
     def __post_init__(self) -> None:
         spec = TokenSpec.coerce(self.token_spec)

@@ -58,7 +58,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
-from artok.generators.head_support import build_continuous_head, check_continuous_config, check_continuous_head
+from artok.generators.head_support import (
+    ContinuousHeadFields,
+    build_continuous_head,
+    check_continuous_config,
+    check_continuous_head,
+)
 from artok.generators.next_scale import block_causal_mask
 from artok.hub import register_model
 from artok.nn import KVCache, RMSNorm, TransformerBlock, swiglu_hidden_dim
@@ -70,7 +75,7 @@ DENOISERS = ("transformer", "head")
 
 
 @dataclass
-class NextXConfig(GeneratorConfig):
+class NextXConfig(ContinuousHeadFields, GeneratorConfig):
     """Configuration of `NextXGenerator`.
 
     Args:
@@ -90,11 +95,9 @@ class NextXConfig(GeneratorConfig):
         noisy_context: train on noisy context entities (xAR's noisy context learning).
         class_dropout, dropout: label dropout (for CFG) and attention / residual dropout.
         head: ``denoiser="head"``: ``"flow"`` (xAR) or ``"diffusion"``.
-        head_width, head_depth, head_batch_mul: the per-token MLP head and its loss repeats.
-        num_timesteps, noise_schedule: diffusion head schedule (unused by flow models).
-        prediction: what the diffusion head regresses, ``"v"`` or ``"epsilon"``.
-        time_sampling: flow training times (``uniform`` or ``logit-normal``), head or transformer.
-        token_scale: tokens are multiplied by this before modelling; samples are divided by it.
+        head_width, head_depth, head_batch_mul, num_timesteps, noise_schedule, prediction,
+            time_sampling, token_scale: keyword-only head options (`ContinuousHeadFields`;
+            ``time_sampling`` also sets the transformer denoiser's training times).
     """
 
     token_spec: dict
@@ -111,14 +114,6 @@ class NextXConfig(GeneratorConfig):
     class_dropout: float = 0.1
     dropout: float = 0.0
     head: str = "flow"
-    head_width: int = 256
-    head_depth: int = 3
-    head_batch_mul: int = 4
-    num_timesteps: int = 1000
-    noise_schedule: str = "cosine"
-    prediction: str = "v"
-    time_sampling: str = "uniform"
-    token_scale: float = 1.0
 
     def __post_init__(self) -> None:
         spec = TokenSpec.coerce(self.token_spec)
