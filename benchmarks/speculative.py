@@ -1,4 +1,5 @@
-"""Speculative samplers on a raster generator trained on ``digits`` (CPU): mean accepted tokens per
+"""Speculative samplers on a raster generator (the dataset it was trained on: ``digits`` for the demo,
+``fashion-mnist`` for ``artok demo --dataset fashion-mnist``; CPU or CUDA): mean accepted tokens per
 target forward, wall-clock speed-up over the engine's plain sampler (batch 1 latency and large-batch
 throughput), and the change in FD / class accuracy, next to the seed noise of the plain sampler.
 
@@ -50,7 +51,7 @@ def get_draft(demo: Path, target, tokenizer, train, args):
     result = train_generator(draft, tokens, train.labels, TrainConfig(steps=args.draft_steps, batch_size=128, lr=1e-3,
                                                                        warmup_steps=50, ema_decay=0.99, progress=False))
     draft = result.final_model.eval()
-    save_pretrained(draft, path, extra={"dataset": "digits", "role": "speculative draft"})
+    save_pretrained(draft, path, extra={"dataset": args.dataset, "role": "speculative draft"})
     print(f"draft final loss {result.history[-1]['loss']:.3f}")
     return draft
 
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--draft-dir", default=None, help="where the draft is saved (default: <demo>/draft)")
     parser.add_argument("--methods", default=None, help="comma-separated name prefixes to run (plain always runs)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dataset", default=None, help="dataset of the target (default: the one recorded with it)")
     parser.add_argument("--out", default="runs/bench/speculative.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -76,7 +78,8 @@ def main() -> None:
     demo = Path(args.demo)
     target, tokenizer = load_pair(demo / "generator", device=args.device)
     target.eval()
-    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    args.dataset = args.dataset or target.extra.get("dataset", "digits")
+    train, test = load_dataset(args.dataset, "train"), load_dataset(args.dataset, "test")
     draft = get_draft(demo, target, tokenizer, train, args).to(args.device)
     config = SamplerConfig(**target.extra["sampling"])
     neighbours = latent_neighbours(tokenizer_codebook(tokenizer), 8)
@@ -151,7 +154,7 @@ def main() -> None:
                 if batch_stats is not None:
                     stats.append(batch_stats)
             images = tokenizer.decode(Tokens(target.spec, ids=torch.cat(chunks))).cpu()
-            quality.append(evaluate_samples("digits", images, labels.cpu(), train, test, progress=False))
+            quality.append(evaluate_samples(args.dataset, images, labels.cpu(), train, test, progress=False))
         # Wall clock on a shared CPU drifts with other jobs' load, so every timing of the method is
         # paired with a timing of the plain sampler taken right before it; speed-ups are medians of
         # the paired ratios.
