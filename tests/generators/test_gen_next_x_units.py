@@ -39,14 +39,8 @@ UNITS = {
 }
 
 
-def test_default_denoiser_per_unit():
-    """The head design by default for token / cell units (it measured better at the zoo budget), the
-    transformer denoiser for the units only it supports."""
-    spec = SPEC.to_dict()
-    assert NextXConfig(token_spec=spec, unit="cell").denoiser == "head"
-    assert NextXConfig(token_spec=spec, unit="token").denoiser == "head"
-    assert NextXConfig(token_spec=spec, unit="image").denoiser == "transformer"
-    assert NextXConfig(token_spec=spec, unit="scale", scales=[1, 3, 5]).denoiser == "transformer"
+def test_default_is_the_transformer_denoiser():
+    assert NextXConfig(token_spec=SPEC.to_dict()).denoiser == "transformer"
     generator = make()
     assert generator.config.denoiser == "transformer" and not hasattr(generator, "head")
 
