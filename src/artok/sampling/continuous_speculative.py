@@ -52,9 +52,15 @@ from dataclasses import dataclass
 import torch
 
 from artok.sampling.configs import MARSamplerConfig
-from artok.sampling.continuous import _resolve_method, final_mean, noise_count, sample_head
+from artok.sampling.continuous import (
+    _resolve_method,
+    final_mean,
+    noise_count,
+    sample_head,
+)
 from artok.sampling.mar import mar_cfg_scale
 from artok.sampling.mask_schedules import masked_counts
+from artok.sampling.schedules import doubler, guidance_rows
 from artok.sampling.speculative import SpeculativeOutput, SpeculativeStats, check_pair
 from artok.tokens import Tokens
 
@@ -167,7 +173,7 @@ def _check_mar_pair(target, draft, config: MARSamplerConfig) -> None:
 def _condition_rows(target, states: list[tuple[torch.Tensor, torch.Tensor]], rows: torch.Tensor, guided: bool):
     """Target condition vectors for several (values, mask) states of the batch, batched in one
     backbone pass when the backbone allows rows with different unknown counts."""
-    double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)
+    double = doubler(guided)
     if target.config.decoder_depth == 0:
         values = torch.cat([double(v) for v, _ in states])
         masks = torch.cat([double(m) for _, m in states])
@@ -203,8 +209,8 @@ def speculative_sample_mar(
     batch, seq_len, channels, guided = labels.shape[0], spec.seq_len, spec.channels, config.uses_cfg
     device = labels.device
     synchronous = target.config.decoder_depth > 0 or draft.config.decoder_depth > 0
-    rows = torch.cat([labels, torch.full_like(labels, target.null_class)]) if guided else labels
-    double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)
+    rows = guidance_rows(labels, target.null_class, guided)
+    double = doubler(guided)
     head_options = dict(steps=config.steps, method=config.method, temperature=config.temperature,
                         diffusion_scale=config.diffusion_scale, guided=guided)
     std = config.final_noise

@@ -18,6 +18,7 @@ import torch
 from artok.sampling.configs import MARSamplerConfig
 from artok.sampling.continuous import sample_head
 from artok.sampling.mask_schedules import masked_counts
+from artok.sampling.schedules import doubler, guidance_rows
 from artok.tokens import Tokens
 
 
@@ -34,12 +35,12 @@ def sample_mar(generator, labels: torch.Tensor, config: MARSamplerConfig, rng: t
     spec = generator.spec
     batch, seq_len, guided = labels.shape[0], spec.seq_len, config.uses_cfg
     device = labels.device
-    rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
+    rows = guidance_rows(labels, generator.null_class, guided)
     values = torch.zeros(batch, seq_len, spec.channels, device=device)
     mask = torch.ones(batch, seq_len, dtype=torch.bool, device=device)
     # rank[b, i]: when position i is revealed (0 = first); unknown after step t: rank >= L - n_t.
     rank = torch.rand(batch, seq_len, generator=rng, device=device).argsort(dim=1).argsort(dim=1)
-    double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)
+    double = doubler(guided)
     for count in masked_counts(seq_len, config.iterations, config.mask_schedule):
         next_mask = rank >= seq_len - count
         to_predict = mask & ~next_mask

@@ -19,7 +19,7 @@ import torch
 from artok.sampling.configs import MaskGITSamplerConfig
 from artok.sampling.heads import draw_discrete
 from artok.sampling.mask_schedules import masked_counts
-from artok.sampling.schedules import cfg_scale_at
+from artok.sampling.schedules import cfg_scale_at, doubler, guidance_rows
 from artok.tokens import Tokens
 
 
@@ -42,13 +42,13 @@ def sample_maskgit(generator, labels: torch.Tensor, config: MaskGITSamplerConfig
     """Sample ``len(labels)`` token grids; ``extras["masked_per_step"]`` lists the masked counts."""
     spec = generator.spec
     batch, seq_len, guided = labels.shape[0], spec.seq_len, config.uses_cfg
-    rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
+    rows = guidance_rows(labels, generator.null_class, guided)
     counts = masked_counts(seq_len, config.iterations, config.mask_schedule)
     ids = torch.zeros(batch, seq_len, dtype=torch.long, device=labels.device)
     mask = torch.ones(batch, seq_len, dtype=torch.bool, device=labels.device)
     observed = []
     for step, count in enumerate(counts):
-        double = (lambda t: torch.cat([t, t])) if guided else (lambda t: t)
+        double = doubler(guided)
         hidden = generator.hidden_states(double(ids), double(mask), rows)
         draw = draw_discrete(
             generator.head, hidden, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,

@@ -22,7 +22,7 @@ from einops import rearrange
 from artok.sampling.configs import NextScaleSamplerConfig
 from artok.sampling.heads import draw_discrete
 from artok.sampling.kv_cache import static_kv_cache
-from artok.sampling.schedules import cfg_scale_at
+from artok.sampling.schedules import cfg_scale_at, guidance_rows
 from artok.tokens import Tokens
 
 
@@ -36,7 +36,7 @@ def sample_next_scale(
 ) -> Tokens:
     """Sample ``len(labels)`` multi-scale token sequences (``B x L`` ids, coarse to fine)."""
     batch, guided = labels.shape[0], config.uses_cfg
-    rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
+    rows = guidance_rows(labels, generator.null_class, guided)
     cond = generator.condition(rows)
     quantizer = generator.scale_quantizer
     final_h, final_w = generator.spec.scales[-1]

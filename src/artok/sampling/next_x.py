@@ -26,7 +26,7 @@ import torch
 from artok.sampling.configs import NextXSamplerConfig
 from artok.sampling.continuous import NoiseSource, guide, integrate_flow, sample_head
 from artok.sampling.kv_cache import static_kv_cache
-from artok.sampling.schedules import cfg_scale_at
+from artok.sampling.schedules import cfg_scale_at, guidance_rows
 from artok.tokens import Tokens
 
 
@@ -48,7 +48,7 @@ def _sample_with_transformer(generator, labels, config: NextXSamplerConfig, rng)
     method = _flow_method(config.method)
     spec, channels = generator.spec, generator.spec.channels
     batch, guided, device = labels.shape[0], config.uses_cfg, labels.device
-    rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
+    rows = guidance_rows(labels, generator.null_class, guided)
     num_rows = rows.shape[0]
     sequence = torch.zeros(batch, generator.sequence_length, channels, device=device)
     valid = generator.sequence_valid.to(sequence.dtype)
@@ -82,7 +82,7 @@ def _sample_with_transformer(generator, labels, config: NextXSamplerConfig, rng)
 def _sample_with_head(generator, labels, config: NextXSamplerConfig, rng) -> Tokens:
     spec = generator.spec
     batch, guided, device = labels.shape[0], config.uses_cfg, labels.device
-    rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
+    rows = guidance_rows(labels, generator.null_class, guided)
     num_units, unit_size = generator.num_units, generator.unit_size
     units = torch.zeros(batch, num_units, unit_size, spec.channels, device=device)
     valid = generator.unit_valid.to(units.dtype)

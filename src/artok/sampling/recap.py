@@ -40,7 +40,7 @@ from artok.sampling.heads import draw_discrete
 from artok.sampling.mar import mar_cfg_scale
 from artok.sampling.mask_schedules import masked_counts
 from artok.sampling.masked import gumbel_noise, remask_least_confident
-from artok.sampling.schedules import cfg_scale_at
+from artok.sampling.schedules import cfg_scale_at, doubler, guidance_rows
 from artok.tokens import Tokens
 
 
@@ -107,13 +107,12 @@ def sample_maskgit_recap(generator, labels: torch.Tensor, config: MaskGITSampler
         raise ValueError("ReCAP here supports MaskGIT generators with a categorical head")
     spec = generator.spec
     batch, seq_len, guided = labels.shape[0], spec.seq_len, config.uses_cfg
-    rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
+    rows = guidance_rows(labels, generator.null_class, guided)
     counts = masked_counts(seq_len, config.iterations, config.mask_schedule)
     ids = torch.zeros(batch, seq_len, dtype=torch.long, device=labels.device)
     mask = torch.ones(batch, seq_len, dtype=torch.bool, device=labels.device)
 
-    def double(t):
-        return torch.cat([t, t]) if guided else t
+    double = doubler(guided)
 
     def draw(hidden, step):
         scale = cfg_scale_at(step, config.iterations, config.cfg_scale, config.cfg_schedule)
@@ -197,13 +196,12 @@ def sample_mar_recap(generator, labels: torch.Tensor, config: MARSamplerConfig,
                          "drops unknown positions, so there are no cached features to reuse for them")
     spec = generator.spec
     batch, seq_len, guided, device = labels.shape[0], spec.seq_len, config.uses_cfg, labels.device
-    rows = torch.cat([labels, torch.full_like(labels, generator.null_class)]) if guided else labels
+    rows = guidance_rows(labels, generator.null_class, guided)
     values = torch.zeros(batch, seq_len, spec.channels, device=device)
     mask = torch.ones(batch, seq_len, dtype=torch.bool, device=device)
     rank = torch.rand(batch, seq_len, generator=rng, device=device).argsort(dim=1).argsort(dim=1)
 
-    def double(t):
-        return torch.cat([t, t]) if guided else t
+    double = doubler(guided)
 
     full_evaluations = local_evaluations = 0
     revealed: list[torch.Tensor] = []  # positions (B x n) revealed since the last full pass

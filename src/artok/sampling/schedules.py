@@ -4,6 +4,9 @@ in MAR https://arxiv.org/abs/2406.11838) and mask schedules for masked generator
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+
+import torch
 
 CFG_SCHEDULES = ("constant", "linear")
 
@@ -25,3 +28,13 @@ def cfg_scale_at(step: int, num_steps: int, scale: float, schedule: str = "const
 def cosine_mask_ratio(progress: float) -> float:
     """Fraction of tokens still masked after ``progress`` in [0, 1] of the iterations (MaskGIT)."""
     return math.cos(math.pi / 2 * progress)
+
+
+def guidance_rows(labels: torch.Tensor, null_class: int, guided: bool) -> torch.Tensor:
+    """The labels a guided batch runs: ``[labels; null]`` (``2B``) with guidance, else ``labels``."""
+    return torch.cat([labels, torch.full_like(labels, null_class)]) if guided else labels
+
+
+def doubler(guided: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``t -> [t; t]`` with guidance (both halves of a guided batch see the same tokens), else identity."""
+    return (lambda t: torch.cat([t, t])) if guided else (lambda t: t)
