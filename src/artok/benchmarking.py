@@ -260,13 +260,17 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
         else:
             bandwidth, bandwidth_source = measure_memcpy_bandwidth(device), "measured memcpy"
     roofline = {"bandwidth_gbs": bandwidth, "bandwidth_source": bandwidth_source}
-    if kind == "raster":
+    if kind == "raster":  # (a bitwise / dimwise head adds its own per-step work to this floor)
         roofline.update(raster_traffic(generator, dtype, guided))
     model = {"preset": preset.name if preset else None, "checkpoint": config.checkpoint, "kind": kind,
              "params": params, "sampler": asdict(sampler), "dtype": str(dtype).replace("torch.", "")}
     environment = {"torch": torch.__version__, "device": _device_name(device), "python": platform.python_version(),
                    "threads": torch.get_num_threads()}
     result = BenchResult(asdict(config), model, environment, roofline)
+    # The engine and the token-prefix timing drive softmax heads; bitwise / dimwise raster heads and
+    # the other generator kinds are timed through their own whole-sequence loop.
+    if kind == "raster" and getattr(generator.config, "head", "categorical") != "categorical":
+        kind = "raster-head"
     samplers = config.samplers if kind == "raster" else ("plain",)
     for sampler_name in samplers:
         for batch_size in sorted(config.batch_sizes):
@@ -315,7 +319,7 @@ def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchCo
     row.latency_s = row.seconds * seq_len / tokens
     row.images_per_s = batch_size / row.latency_s
     row.peak_memory_mb = _peak_memory_mb(device)
-    if kind == "raster":
+    if kind in ("raster", "raster-head"):
         # One reference for every row: the ideal (valid-length KV reads) floor.
         row.roofline_images_per_s = roofline_images_per_s(roofline, batch_size, roofline["bandwidth_gbs"])
         row.roofline_fraction = row.images_per_s / row.roofline_images_per_s

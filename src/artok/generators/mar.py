@@ -145,7 +145,7 @@ class MARGenerator(Generator):
         space: already multiplied by ``token_scale``) with unknown positions ``mask`` (``B x L``,
         True = unknown). With the encoder/decoder split every row must hide the same count."""
         buffer = self.config.buffer_size
-        x = self.token_proj(values)
+        x = self.token_proj(values.to(self.token_proj.weight.dtype))
         if not self.config.decoder_depth:
             x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
             x = self._with_buffer(x, labels) + self.encoder_position

@@ -355,7 +355,7 @@ class NextXGenerator(Generator):
             positions = input_pos if input_pos is not None else torch.arange(x_t.shape[1], device=x_t.device)
         batch, length, _ = x_t.shape
         x_t = x_t * self.sequence_valid[positions, None].to(x_t.dtype)  # padding slots: no value
-        h = self.input_proj(x_t) + self.position[positions]
+        h = self.input_proj(x_t.to(self.input_proj.weight.dtype)) + self.position[positions]
         cond = self.time_embedding(t.reshape(-1)).reshape(batch, length, -1) + self.class_embedding(labels).unsqueeze(1)
         return self.output(self.transformer(h, input_pos=input_pos, mask=mask, cond=cond))
 
@@ -395,7 +395,7 @@ class NextXGenerator(Generator):
         if unit == 0:
             return x + self.class_embedding(labels).unsqueeze(1)
         previous = slice(start - self.unit_size, start)
-        x = x + self.context_proj(context) + self.context_position[previous]
+        x = x + self.context_proj(context.to(self.context_proj.weight.dtype)) + self.context_position[previous]
         return x + self.context_time(context_time).unsqueeze(1)
 
     def block_inputs(self, labels: torch.Tensor, context: torch.Tensor, context_time: torch.Tensor) -> torch.Tensor:

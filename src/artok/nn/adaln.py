@@ -56,7 +56,8 @@ class TimestepEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(frequency_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(timestep_embedding(t * self.scale, self.frequency_dim))
+        # Sinusoids in fp32 (exact phases), then the MLP in the weights' dtype (bf16 sampling).
+        return self.mlp(timestep_embedding(t * self.scale, self.frequency_dim).to(self.mlp[0].weight.dtype))
 
 
 class AdaLNTransformerBlock(nn.Module):
@@ -133,8 +134,9 @@ class AdaLNMLP(nn.Module):
         self.out_proj = _zero_linear(width, out_dim)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        cond = self.time_embedding(t) + self.cond_proj(z)
-        h = self.in_proj(x)
+        dtype = self.in_proj.weight.dtype  # samplers keep x in fp32; the network runs in its own dtype
+        cond = self.time_embedding(t) + self.cond_proj(z.to(dtype))
+        h = self.in_proj(x.to(dtype))
         for block in self.blocks:
             h = block(h, cond)
         return self.out_proj(self.out_norm(h, cond))
