@@ -178,18 +178,30 @@ class NextScaleGenerator(Generator):
             x = self.word_embedding(scale_input.to(self.word_embedding.weight.dtype))
         return x + self.position[start:end] + self.level_embedding.weight[scale_index]
 
-    def transformer(self, x: torch.Tensor, cond: torch.Tensor, input_pos: torch.Tensor | None = None) -> torch.Tensor:
+    def transformer(self, x: torch.Tensor, cond: torch.Tensor, input_pos: torch.Tensor | None = None,
+                    prefix: int | None = None) -> torch.Tensor:
         """Blocks + final adaLN over ``x`` (``B x T x dim``).
 
         Without ``input_pos``: positions ``0 .. T-1`` under the block-causal mask (training, or the
         recompute reference sampler). With it: the static KV caches are written at ``input_pos``
-        and the queries attend to every cached position their scale may see."""
+        and the queries attend to every cached position their scale may see. ``prefix`` (with
+        ``input_pos`` = one whole scale, ``start .. prefix - 1``): every query sees exactly the first
+        ``prefix`` slots, so attention reads only those and needs no mask (SDPA's flash kernel on
+        CUDA) instead of masking the whole static cache."""
+        mask = None
         if input_pos is None:
             mask = self.attention_mask[: x.shape[1], : x.shape[1]]
-        else:
+        elif prefix is None:
             mask = self.attention_mask[input_pos]
-        for block in self.blocks:
-            x = block(x, cond, mask=mask, input_pos=input_pos)
+        caches = [block.attention.kv_cache for block in self.blocks] if prefix is not None else []
+        for cache in caches:
+            cache.length = prefix
+        try:
+            for block in self.blocks:
+                x = block(x, cond, mask=mask, input_pos=input_pos)
+        finally:
+            for cache in caches:
+                cache.length = None
         return self.out_norm(x, cond)
 
     def teacher_forcing_inputs(self, ids: torch.Tensor) -> torch.Tensor:

@@ -23,16 +23,20 @@ class KVCache(nn.Module):
         shape = (batch_size, num_heads, max_len, head_dim)
         self.register_buffer("k", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
         self.register_buffer("v", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.length: int | None = None  # when set, `update` returns only the first `length` slots
 
     @property
     def max_len(self) -> int:
         return self.k.shape[2]
 
     def update(self, input_pos: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write ``k``/``v`` (``B x H x T x head_dim``) at positions ``input_pos`` (``T``); return full buffers."""
+        """Write ``k``/``v`` (``B x H x T x head_dim``) at positions ``input_pos`` (``T``); return the
+        buffers (the first ``length`` slots when ``length`` is set, else all of them)."""
         self.k.index_copy_(2, input_pos, k.to(self.k.dtype))
         self.v.index_copy_(2, input_pos, v.to(self.v.dtype))
-        return self.k, self.v
+        if self.length is None:
+            return self.k, self.v
+        return self.k[:, :, : self.length], self.v[:, :, : self.length]
 
 
 class Attention(nn.Module):

@@ -139,9 +139,10 @@ def ddpm_table(alphas_cumprod: torch.Tensor, steps: int) -> list[tuple[int, floa
     return table
 
 
-def _diffusion_final_mean(head: DiffusionHead, z, noise: NoiseSource, *, steps, temperature, guided, cfg_scale, clip_x0):
+def _diffusion_final_mean(head: DiffusionHead, z, noise: NoiseSource, *, steps, temperature, guided, cfg_scale, clip_x0,
+                          table=None):
     x = noise(0)
-    table = ddpm_table(head.alphas_cumprod, steps)
+    table = table or ddpm_table(head.alphas_cumprod, steps)
     for i, (t, sqrt_abar, sqrt_one_minus, c_x0, c_xt, sigma) in enumerate(table):
         t_rows = torch.full((z.shape[0],), t, device=z.device, dtype=torch.long)
         output = guide(head(_double(x, guided), t_rows, z).float(), guided, cfg_scale)
@@ -207,12 +208,14 @@ def final_mean(
 
 
 def _final_mean(head, z, method, *, steps, temperature, diffusion_scale=1.0, guided=False, cfg_scale=1.0,
-                clip_x0=None, noise=None, rng=None) -> torch.Tensor:
+                clip_x0=None, noise=None, rng=None, table=None) -> torch.Tensor:
+    """``table``: a precomputed `ddpm_table` (graph capture must not read the device back)."""
     rows = z.shape[0] // 2 if guided else z.shape[0]
     source = NoiseSource((rows, head.token_dim), z.device, rng, noise)
     if method == "ddpm":
         return _diffusion_final_mean(
             head, z, source, steps=steps, temperature=temperature, guided=guided, cfg_scale=cfg_scale, clip_x0=clip_x0,
+            table=table,
         )
     return _flow_final_mean(
         head, z, source, steps=steps, method=method, temperature=temperature, diffusion_scale=diffusion_scale,

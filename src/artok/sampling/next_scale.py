@@ -49,7 +49,7 @@ def sample_next_scale(
             start, end = generator.scale_span(k)
             x = generator.embed_scale(rows, k, scale_input)
             if use_cache:
-                hidden = generator.transformer(x, cond, torch.arange(start, end, device=labels.device))
+                hidden = generator.transformer(x, cond, torch.arange(start, end, device=labels.device), prefix=end)
             else:
                 inputs.append(x)
                 hidden = generator.transformer(torch.cat(inputs, dim=1), cond)[:, start:end]

@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 
 from artok.sampling.configs import MARSamplerConfig, MaskGITSamplerConfig
-from artok.sampling.continuous import sample_head
+from artok.sampling.head_graphs import HeadSampler
 from artok.sampling.engine import RowKVCache
 from artok.sampling.heads import draw_discrete
 from artok.sampling.mar import mar_cfg_scale
@@ -97,7 +97,8 @@ def local_hidden(generator, ids, mask, active: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_maskgit_recap(generator, labels: torch.Tensor, config: MaskGITSamplerConfig,
-                         rng: torch.Generator | None = None, *, group_size: int = 2) -> Tokens:
+                         rng: torch.Generator | None = None, *, group_size: int = 2,
+                     cuda_graphs: bool | str = "auto") -> Tokens:
     """MaskGIT decoding where each group of ``group_size`` iterations makes one full evaluation and
     ``group_size - 1`` local ones (see the module docstring). ``extras["full_evaluations"]`` and
     ``extras["local_evaluations"]`` count the transformer passes."""
@@ -158,7 +159,7 @@ def sample_maskgit_recap(generator, labels: torch.Tensor, config: MaskGITSampler
 
 
 def _mar_inputs(generator, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    x = generator.token_proj(values)
+    x = generator.token_proj(values.to(generator.token_proj.weight.dtype))
     return torch.where(mask.unsqueeze(-1), generator.mask_token.to(x.dtype), x)
 
 
@@ -186,7 +187,8 @@ def mar_local_conditions(generator, values, mask, active: torch.Tensor) -> torch
 
 @torch.no_grad()
 def sample_mar_recap(generator, labels: torch.Tensor, config: MARSamplerConfig,
-                     rng: torch.Generator | None = None, *, group_size: int = 2) -> Tokens:
+                     rng: torch.Generator | None = None, *, group_size: int = 2,
+                     cuda_graphs: bool | str = "auto") -> Tokens:
     """MAR decoding where each group of ``group_size`` iterations makes one full backbone pass and
     ``group_size - 1`` local ones (module docstring). ``extras`` counts the passes."""
     if group_size < 1:
@@ -202,7 +204,7 @@ def sample_mar_recap(generator, labels: torch.Tensor, config: MARSamplerConfig,
     rank = torch.rand(batch, seq_len, generator=rng, device=device).argsort(dim=1).argsort(dim=1)
 
     double = doubler(guided)
-
+    head = HeadSampler.for_config(generator.head, config, guided, cuda_graphs=cuda_graphs)
     full_evaluations = local_evaluations = 0
     revealed: list[torch.Tensor] = []  # positions (B x n) revealed since the last full pass
     length = generator.config.buffer_size + seq_len
@@ -221,11 +223,7 @@ def sample_mar_recap(generator, labels: torch.Tensor, config: MARSamplerConfig,
                 z = hidden[:, -chunk.shape[1] :].reshape(-1, hidden.shape[-1])
                 local_evaluations += 1
             scale = mar_cfg_scale(config.cfg_scale, config.cfg_schedule, seq_len - count, seq_len)
-            sampled = sample_head(
-                generator.head, z, steps=config.steps, method=config.method, temperature=config.temperature,
-                diffusion_scale=config.diffusion_scale, guided=guided, cfg_scale=scale,
-                final_noise=config.final_noise, rng=rng,
-            )
+            sampled = head(z, scale, rng)
             values[to_predict] = sampled.to(values.dtype)
             revealed.append(chunk)
             mask = next_mask
