@@ -13,6 +13,14 @@ For LlamaGen GPT-B in bf16 with CFG this gives W ~ 195 MB, K ~ 2.43 GB, a batch-
 ``roofline_fraction`` is floor / measured time against the valid-length floor for every row (1.0 would
 be a bandwidth-bound implementation; a sampler that reads the whole static cache every step, as
 `sample_raster` does, is bounded by the full-cache floor, also printed).
+
+Every kind also gets a compute floor and a weight-traffic floor from one counted batch-1 run of its
+plain sampler (`measure_cost`): FLOPs of every matmul and attention call (`torch.utils.flop_counter`,
+scaled by the batch size: every row does the same work) against the peak matmul rate (989 TFLOP/s
+bf16 dense on an H100 SXM; a measured matmul rate elsewhere), and the bytes of every weight read
+(each `nn.Linear` call reads its weight once, whatever the batch). The row's floor is the slower of
+the memory floor (weights + KV reads for raster; weights for the others, whose KV and activation
+traffic is ignored, so their memory floor is optimistic) and the compute floor; ``bound`` says which.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import torch
 from artok.presets import GeneratorPreset, get_preset
 
 H100_BANDWIDTH_GBS = 3350.0
+H100_PEAK_TFLOPS = {torch.bfloat16: 989.4, torch.float16: 989.4, torch.float32: 66.9}  # SXM, dense
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 SAMPLERS = ("engine", "plain")
 
@@ -50,9 +59,13 @@ class BenchConfig:
         tokens: time only the first ``tokens`` decode steps (raster; latency is extrapolated to the
             whole sequence from the per-step time). None: the whole sequence.
         repeats, warmup: timed and untimed runs per measurement (compilation happens in warmup).
-        cfg_scale, top_k: sampler overrides (None: the preset's / checkpoint's settings).
+        cfg_scale, top_k, iterations, steps: sampler overrides (None: the preset's / checkpoint's
+            settings; ``iterations`` for masked kinds, ``steps`` = head / flow steps).
         bandwidth_gbs: memory bandwidth for the roofline; None: 3350 on CUDA (H100), a measured
             memcpy bandwidth on CPU.
+        peak_tflops: matmul peak for the compute floor; None: the H100's for its dtype on an H100,
+            else a measured large-matmul rate.
+        count_cost: count FLOPs and weight bytes with one batch-1 run first (the compute floor).
         threads: torch CPU threads (None: leave as is).
         seed: seed of weights and sampling.
     """
@@ -71,7 +84,11 @@ class BenchConfig:
     warmup: int = 1
     cfg_scale: float | None = None
     top_k: int | None = None
+    iterations: int | None = None
+    steps: int | None = None
     bandwidth_gbs: float | None = None
+    peak_tflops: float | None = None
+    count_cost: bool = True
     threads: int | None = None
     seed: int = 0
 
@@ -101,6 +118,7 @@ class BenchRow:
     peak_memory_mb: float = float("nan")
     roofline_images_per_s: float = float("nan")
     roofline_fraction: float = float("nan")
+    bound: str = ""  # which floor the roofline is: "memory" or "compute"
     error: str | None = None
 
 
@@ -151,6 +169,60 @@ def roofline_images_per_s(traffic: dict, batch_size: int, bandwidth_gbs: float, 
     kv = traffic["kv_bytes_per_image_valid" if valid_length else "kv_bytes_per_image_full"]
     seconds = (traffic["seq_len"] * traffic["weight_bytes_per_step"] + batch_size * kv) / (bandwidth_gbs * 1e9)
     return batch_size / seconds
+
+
+def floor_images_per_s(roofline: dict, batch_size: int) -> tuple[float, str]:
+    """(images/s, bound) at the slower of the memory floor and the compute floor for a batch."""
+    bandwidth = roofline["bandwidth_gbs"] * 1e9
+    if "kv_bytes_per_image_valid" in roofline:
+        memory = batch_size / roofline_images_per_s(roofline, batch_size, roofline["bandwidth_gbs"])
+    else:
+        memory = roofline.get("weight_bytes_per_batch", 0.0) / bandwidth
+    compute = batch_size * roofline.get("flops_per_image", 0.0) / (roofline.get("peak_tflops", math.inf) * 1e12)
+    seconds = max(memory, compute)
+    if seconds <= 0:
+        return float("nan"), ""
+    return batch_size / seconds, "compute" if compute > memory else "memory"
+
+
+def measure_cost(run, generator) -> dict:
+    """FLOPs (matmuls and attention, `torch.utils.flop_counter`) and weight bytes read (one read of
+    its weight per `nn.Linear` call) by one call of ``run()``."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query_shape, key_shape, value_shape)
+
+    # The CPU attention kernel is not in the counter's table (the CUDA ones are); count it alike.
+    custom = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: cpu_attention_flops}
+    weight_bytes = [0]
+
+    def count(module, inputs, output):
+        weight_bytes[0] += module.weight.numel() * module.weight.element_size()
+
+    hooks = [m.register_forward_hook(count) for m in generator.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        with FlopCounterMode(display=False, custom_mapping=custom) as counter:
+            run()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {"flops": float(counter.get_total_flops()), "weight_bytes": float(weight_bytes[0])}
+
+
+def measure_matmul_tflops(device: torch.device, dtype: torch.dtype, size: int = 1024, repeats: int = 5) -> float:
+    """Achieved TFLOP/s of a ``size``-cubed matmul in ``dtype`` (the CPU's compute peak, roughly)."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e12
 
 
 def measure_memcpy_bandwidth(device: torch.device, megabytes: int = 256, repeats: int = 5) -> float:
@@ -225,18 +297,24 @@ def _load(config: BenchConfig, device: torch.device):
 
         generator = from_pretrained(config.checkpoint, device).eval()
         kind = sampler_kind_for(generator)
-        overrides = {"cfg_scale": config.cfg_scale}
-        if kind in ("raster", "next-scale", "maskgit"):
-            overrides["top_k"] = config.top_k
-        sampler = sampler_config_for(generator, generator.extra.get("sampling"), overrides)
+        sampler = sampler_config_for(generator, generator.extra.get("sampling"), _overrides(config, kind))
         return generator, kind, None, sampler
     preset: GeneratorPreset = get_preset(config.preset)
     torch.manual_seed(config.seed)
     generator = preset.build(device)
+    return generator, preset.kind, preset, preset.sampler_config(**_overrides(config, preset.kind))
+
+
+def _overrides(config: BenchConfig, kind: str) -> dict:
+    """The sampler fields the bench options set (None: keep the preset's / checkpoint's)."""
     overrides = {"cfg_scale": config.cfg_scale}
-    if preset.kind in ("raster", "next-scale"):
+    if kind in ("raster", "next-scale", "maskgit"):
         overrides["top_k"] = config.top_k
-    return generator, preset.kind, preset, preset.sampler_config(**overrides)
+    if kind in ("maskgit", "mar", "next-x"):
+        overrides["iterations"] = config.iterations
+    if kind in ("mar", "next-x"):
+        overrides["steps"] = config.steps
+    return overrides
 
 
 def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
@@ -262,6 +340,8 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
     roofline = {"bandwidth_gbs": bandwidth, "bandwidth_source": bandwidth_source}
     if kind == "raster":  # (a bitwise / dimwise head adds its own per-step work to this floor)
         roofline.update(raster_traffic(generator, dtype, guided))
+    if config.count_cost:
+        roofline.update(_compute_roofline(generator, kind, sampler, config, device, dtype))
     model = {"preset": preset.name if preset else None, "checkpoint": config.checkpoint, "kind": kind,
              "params": params, "sampler": asdict(sampler), "dtype": str(dtype).replace("torch.", "")}
     environment = {"torch": torch.__version__, "device": _device_name(device), "python": platform.python_version(),
@@ -280,6 +360,24 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
             if row.error:
                 break
     return result
+
+
+def _compute_roofline(generator, kind, sampler, config: BenchConfig, device, dtype) -> dict:
+    """FLOPs per image and weight bytes per batch from one counted batch-1 run of the plain sampler,
+    and the matmul peak they are judged against."""
+    from artok.sampling.dispatch import sample
+
+    labels = torch.zeros(1, dtype=torch.long, device=device)
+    cost = measure_cost(lambda: sample(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed)),
+                        generator)
+    peak, source = config.peak_tflops, "given"
+    if peak is None:
+        if device.type == "cuda" and "H100" in torch.cuda.get_device_name(device) and dtype in H100_PEAK_TFLOPS:
+            peak, source = H100_PEAK_TFLOPS[dtype], "H100 SXM dense"
+        else:
+            peak, source = measure_matmul_tflops(device, dtype), "measured matmul"
+    return {"flops_per_image": cost["flops"], "weight_bytes_per_batch": cost["weight_bytes"], "peak_tflops": peak,
+            "peak_source": source}
 
 
 def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchConfig, device, roofline) -> BenchRow:
@@ -319,10 +417,9 @@ def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchCo
     row.latency_s = row.seconds * seq_len / tokens
     row.images_per_s = batch_size / row.latency_s
     row.peak_memory_mb = _peak_memory_mb(device)
-    if kind in ("raster", "raster-head"):
-        # One reference for every row: the ideal (valid-length KV reads) floor.
-        row.roofline_images_per_s = roofline_images_per_s(roofline, batch_size, roofline["bandwidth_gbs"])
-        row.roofline_fraction = row.images_per_s / row.roofline_images_per_s
+    # One reference for every row of a kind: the ideal floor (valid-length KV reads for raster).
+    row.roofline_images_per_s, row.bound = floor_images_per_s(roofline, batch_size)
+    row.roofline_fraction = row.images_per_s / row.roofline_images_per_s
     return row
 
 
@@ -334,7 +431,7 @@ def _device_name(device: torch.device) -> str:
 
 # -- reporting -------------------------------------------------------------------------------------
 HEADER = (f"{'sampler':8s} {'batch':>5s} {'tokens':>6s} {'ms/step':>9s} {'latency s':>10s} {'img/s':>9s} "
-          f"{'peak MB':>9s} {'roofline img/s':>15s} {'fraction':>8s}")
+          f"{'peak MB':>9s} {'roofline img/s':>15s} {'fraction':>8s} {'bound':>7s}")
 
 
 def format_row(row: BenchRow) -> str:
@@ -342,7 +439,7 @@ def format_row(row: BenchRow) -> str:
         return f"{row.sampler:8s} {row.batch_size:5d} {row.tokens_timed:6d}  {row.error}"
     return (f"{row.sampler:8s} {row.batch_size:5d} {row.tokens_timed:6d} {row.ms_per_step:9.3f} {row.latency_s:10.4f} "
             f"{row.images_per_s:9.2f} {row.peak_memory_mb:9.0f} {row.roofline_images_per_s:15.1f} "
-            f"{row.roofline_fraction:8.4f}")
+            f"{row.roofline_fraction:8.4f} {row.bound:>7s}")
 
 
 def describe(result: BenchResult) -> str:
@@ -360,8 +457,13 @@ def describe(result: BenchResult) -> str:
             f"KV {roofline['kv_bytes_per_image_valid'] / 1e9:.3f} GB/image (valid-length; "
             f"{roofline['kv_bytes_per_image_full'] / 1e9:.3f} GB full-cache); batch-1 floor {1e3 * batch1:.1f} ms/image, "
             f"large-batch bound {bandwidth * 1e9 / roofline['kv_bytes_per_image_valid']:.0f} img/s")
-    else:
-        lines.append("roofline: only computed for raster generators")
+    if "flops_per_image" in roofline:
+        lines.append(
+            f"compute: {roofline['flops_per_image'] / 1e9:.2f} GFLOP/image (matmul + attention, counted) at "
+            f"{roofline['peak_tflops']:.1f} TFLOP/s ({roofline['peak_source']}); weights read "
+            f"{roofline['weight_bytes_per_batch'] / 1e9:.3f} GB/batch")
+    if len(lines) == 2:
+        lines.append("roofline: not computed (count_cost off and not a raster generator)")
     return "\n".join(lines)
 
 

@@ -5,7 +5,13 @@ import json
 import pytest
 import torch
 
-from artok.benchmarking import raster_traffic, raster_traffic_from_config, roofline_images_per_s
+from artok.benchmarking import (
+    floor_images_per_s,
+    measure_cost,
+    raster_traffic,
+    raster_traffic_from_config,
+    roofline_images_per_s,
+)
 from artok.generators import RasterConfig
 from artok.cli.main import main
 from artok.presets import PRESETS, get_preset
@@ -35,6 +41,7 @@ def test_tiny_bench_run_writes_json(tmp_path, capsys):
     assert [(r["sampler"], r["batch_size"]) for r in rows] == [("engine", 1), ("engine", 2), ("plain", 1), ("plain", 2)]
     assert all(r["images_per_s"] > 0 and r["tokens_timed"] == 4 and r["error"] is None for r in rows)
     assert result["model"]["params"] > 0 and result["roofline"]["weight_bytes_per_step"] > 0
+    assert result["roofline"]["flops_per_image"] > 0 and all(r["bound"] in ("memory", "compute") for r in rows)
 
 
 def test_gpt_b_roofline_matches_the_anchors():
@@ -59,3 +66,26 @@ def test_presets_and_errors(capsys):
     assert "artok: error" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "--batch-sizes", "0"])
+
+
+def test_counted_cost_of_a_raster_sampler_matches_the_arithmetic():
+    """`measure_cost` on the plain raster sampler (batch 1, CFG): every position runs the blocks on
+    2 rows, attention reads the whole static cache (L slots) and the head projects to the vocabulary;
+    each step reads every linear weight once."""
+    from artok.sampling import SamplerConfig, sample_raster
+
+    torch.manual_seed(0)
+    generator = get_preset("tiny").build()
+    config = generator.config
+    d, hidden, length, vocab = config.dim, generator.blocks[0].ffn.down.in_features, config.seq_len, config.vocab_size
+    cost = measure_cost(lambda: sample_raster(generator, torch.tensor([1]), SamplerConfig(cfg_scale=2.0)), generator)
+    per_position = 2 * (config.depth * (4 * d * d + 3 * d * hidden) + d * vocab) + config.depth * 4 * length * d
+    assert cost["flops"] == 2 * length * per_position
+    linear = sum(m.weight.numel() for m in generator.modules() if isinstance(m, torch.nn.Linear))
+    assert cost["weight_bytes"] == length * linear * 4
+
+
+def test_floor_takes_the_slower_of_memory_and_compute():
+    roofline = {"bandwidth_gbs": 1.0, "weight_bytes_per_batch": 1e9, "flops_per_image": 1e12, "peak_tflops": 10.0}
+    assert floor_images_per_s(roofline, 1) == (pytest.approx(1.0), "memory")  # 1 s of weights vs 0.1 s of math
+    assert floor_images_per_s(roofline, 100) == (pytest.approx(10.0), "compute")  # 10 s of math

@@ -28,7 +28,7 @@ def _switch(text: str):
 def add_parser(subparsers) -> str:
     parser = subparsers.add_parser(
         "bench",
-        help="measure sampling latency, images/s and memory against the memory roofline",
+        help="measure sampling latency, images/s and memory against the memory and compute roofline",
         description="Time class-conditional sampling of a generator preset (random weights) or a saved checkpoint at "
         "several batch sizes; print a table with the HBM roofline of the configuration and write JSON. Raster "
         "generators are timed with the fast engine and/or the plain sampler. Presets: "
@@ -52,8 +52,15 @@ def add_parser(subparsers) -> str:
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first, incl. compilation (default: 1)")
     parser.add_argument("--cfg-scale", type=float, help="guidance scale (default: the preset's)")
     parser.add_argument("--top-k", type=int, help="top-k (default: the preset's)")
+    parser.add_argument("--iterations", type=int, help="masked / MAR iterations (default: the preset's)")
+    parser.add_argument("--steps", type=int, help="diffusion / flow steps per token (default: the preset's)")
     parser.add_argument("--bandwidth-gbs", type=float,
                         help="memory bandwidth for the roofline (default: 3350 on CUDA, measured memcpy on CPU)")
+    parser.add_argument("--peak-tflops", type=float,
+                        help="matmul peak for the compute floor (default: 989 bf16 on an H100, a measured matmul "
+                        "elsewhere)")
+    parser.add_argument("--no-count", action="store_true",
+                        help="skip the counted batch-1 run that gives FLOPs and the compute floor")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and of sampling")
     parser.add_argument("--out", help="JSON output path (default: runs/bench/<preset>-<device>.json)")
@@ -68,7 +75,8 @@ def run(args) -> int:
         preset=args.preset, checkpoint=args.checkpoint, batch_sizes=args.batch_sizes, device=args.device,
         dtype=args.dtype, samplers=samplers, compile=args.compile, cuda_graphs=args.cuda_graphs,
         attention=args.attention, tokens=args.tokens, repeats=args.repeats, warmup=args.warmup,
-        cfg_scale=args.cfg_scale, top_k=args.top_k, bandwidth_gbs=args.bandwidth_gbs, threads=args.threads,
+        cfg_scale=args.cfg_scale, top_k=args.top_k, iterations=args.iterations, steps=args.steps,
+        bandwidth_gbs=args.bandwidth_gbs, peak_tflops=args.peak_tflops, count_cost=not args.no_count, threads=args.threads,
         seed=args.seed,
     )
     printed = []
