@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from artok.benchmarking import HEADER, BenchConfig, describe, format_row, run_benchmark, write_json
+from artok.benchmarking import HEADER, BenchConfig, describe, run_benchmark, write_json
 
 # (name, preset, batch size, metric, comparison, threshold)
 TARGETS = [

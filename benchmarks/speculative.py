@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated name prefixes to run (plain always runs)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dataset", default=None, help="dataset of the target (default: the one recorded with it)")
+    parser.add_argument("--speed-only", action="store_true", help="skip the quality runs (FD / accuracy); time only")
     parser.add_argument("--out", default="runs/bench/speculative.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -143,7 +144,7 @@ def main() -> None:
         return time.perf_counter() - begin
 
     for name, run in methods.items():
-        seeds = range(2 * args.seeds if name.startswith("plain") else args.seeds)
+        seeds = range(0 if args.speed_only else 2 * args.seeds if name.startswith("plain") else args.seeds)
         quality, stats = [], []
         for seed in seeds:
             rng = torch.Generator(args.device).manual_seed(seed)
@@ -162,9 +163,11 @@ def main() -> None:
         throughput = [(timed(plain, big, 100 + r), timed(run, big, 100 + r)) for r in range(args.repeats)]
         singles = [labels[i * len(labels) // args.latency_images][None] for i in range(args.latency_images)]
         latency = [(timed(plain, one, 200 + i), timed(run, one, 200 + i)) for i, one in enumerate(singles)]
+        if not stats and not name.startswith("plain"):  # speed-only: the statistics of one timed batch
+            stats = [run(big, torch.Generator(args.device).manual_seed(0))[1]]
         entry = {
             "fd": [q["fd"] for q in quality], "class_accuracy": [q["class_accuracy"] for q in quality],
-            "fd_reference": quality[0]["fd_reference"],
+            "fd_reference": quality[0]["fd_reference"] if quality else float("nan"),
             "throughput_images_per_s": len(big) / statistics.median(t for _, t in throughput),
             "latency_ms_per_image": 1e3 * statistics.median(t for _, t in latency),
             "throughput_speedup": statistics.median(p / t for p, t in throughput),
@@ -178,23 +181,28 @@ def main() -> None:
             entry.update(mean_accepted=1.0, acceptance_rate=float("nan"), per_token_tv=0.0,
                          target_forwards_per_batch=float(target.config.seq_len))
         results["methods"][name] = entry
+        quality_text = "" if not quality else (
+            f"  FD {statistics.fmean(entry['fd']):6.2f}+-{statistics.pstdev(entry['fd']):.2f}  "
+            f"acc {statistics.fmean(entry['class_accuracy']):.3f}")
         print(f"{name:30s} acc/fwd {entry['mean_accepted']:.2f}  thr x{entry['throughput_speedup']:.2f} "
               f"({entry['throughput_images_per_s']:6.1f} img/s)  lat x{entry['latency_speedup']:.2f} "
-              f"({entry['latency_ms_per_image']:6.1f} ms)  FD {statistics.fmean(entry['fd']):6.2f}"
-              f"+-{statistics.pstdev(entry['fd']):.2f}  acc {statistics.fmean(entry['class_accuracy']):.3f}  "
-              f"tv {entry['per_token_tv']:.3f}", flush=True)
+              f"({entry['latency_ms_per_image']:6.1f} ms){quality_text}  tv {entry['per_token_tv']:.3f}", flush=True)
     base = results["methods"]["plain (engine)"]
-    for entry in results["methods"].values():
+    for entry in results["methods"].values() if not args.speed_only else ():
         entry["fd_change"] = statistics.fmean(entry["fd"]) - statistics.fmean(base["fd"])
         entry["accuracy_change"] = statistics.fmean(entry["class_accuracy"]) - statistics.fmean(base["class_accuracy"])
-    results["seed_noise"] = {"fd_std": statistics.stdev(base["fd"]), "accuracy_std": statistics.stdev(base["class_accuracy"])}
+    if not args.speed_only:
+        results["seed_noise"] = {"fd_std": statistics.stdev(base["fd"]),
+                                 "accuracy_std": statistics.stdev(base["class_accuracy"])}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(json.dumps({k: {m: round(v, 3) if isinstance(v, float) else v for m, v in e.items() if not isinstance(v, list)}
                       for k, e in results["methods"].items()}, indent=1))
-    print(f"seed noise of the plain sampler: FD std {results['seed_noise']['fd_std']:.2f}, "
-          f"accuracy std {results['seed_noise']['accuracy_std']:.3f}; wrote {out}")
+    if "seed_noise" in results:
+        print(f"seed noise of the plain sampler: FD std {results['seed_noise']['fd_std']:.2f}, "
+              f"accuracy std {results['seed_noise']['accuracy_std']:.3f}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
