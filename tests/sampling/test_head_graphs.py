@@ -101,3 +101,26 @@ def test_cuda_mar_with_graphs_matches_moments(zoo_generator):
     b = sample_mar(generator, labels, config, torch.Generator("cuda").manual_seed(1), cuda_graphs=False).values
     se = (a.var(0) / a.shape[0] + b.var(0) / b.shape[0]).sqrt()
     assert ((a.mean(0) - b.mean(0)).abs() / se).max() < 6
+
+
+def test_for_config_reuses_samplers_until_the_weights_change():
+    head = HEADS["ddpm"]()
+    config = MARSamplerConfig(steps=4, cfg_scale=2.0)
+    first = HeadSampler.for_config(head, config, guided=True)
+    assert HeadSampler.for_config(head, config, guided=True) is first
+    assert HeadSampler.for_config(head, config, guided=False) is not first
+    head.to(torch.float64)  # new storage: a captured graph would read the old one
+    again = HeadSampler.for_config(head, config, guided=True)
+    assert again is not first and again is HeadSampler.for_config(head, config, guided=True)
+
+
+def test_cached_samplers_do_not_keep_heads_alive():
+    import gc
+    import weakref
+
+    head = HEADS["ddpm"]()
+    HeadSampler.for_config(head, MARSamplerConfig(steps=4), guided=False)
+    alive = weakref.ref(head)
+    del head
+    gc.collect()
+    assert alive() is None

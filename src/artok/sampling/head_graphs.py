@@ -20,12 +20,14 @@ What it samples is exactly what `artok.sampling.continuous.sample_head` samples:
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 
 from artok.sampling.continuous import _final_mean, _resolve_method, ddpm_table
 
 GRAPH_MODES = (True, False, "auto")
+_SAMPLERS: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
 
 
 class HeadSampler:
@@ -47,7 +49,9 @@ class HeadSampler:
             raise ValueError(f"cuda_graphs must be True, False or 'auto', got {cuda_graphs!r}")
         if row_bucket < 1:
             raise ValueError(f"row_bucket must be >= 1, got {row_bucket}")
-        self.head = head
+        # A weak reference: the per-head cache of `for_config` is keyed weakly by the head, and a
+        # strong one here would keep every head ever sampled alive.
+        self._head = weakref.ref(head)
         self.method = _resolve_method(head, method)
         self.steps, self.temperature, self.diffusion_scale = steps, temperature, diffusion_scale
         self.guided, self.clip_x0, self.final_noise = guided, clip_x0, final_noise
@@ -61,12 +65,30 @@ class HeadSampler:
         self._graphs: dict[int, _CapturedLoop] = {}
         self._pool = None
 
+    @property
+    def head(self) -> torch.nn.Module:
+        head = self._head()
+        if head is None:
+            raise RuntimeError("the head of this HeadSampler no longer exists")
+        return head
+
     @classmethod
     def for_config(cls, head: torch.nn.Module, config, guided: bool, **options) -> "HeadSampler":
         """From a sampler config with the head fields (`MARSamplerConfig`'s ``steps``, ``method``,
-        ``temperature``, ``diffusion_scale``, ``final_noise``)."""
-        return cls(head, steps=config.steps, method=config.method, temperature=config.temperature,
-                   diffusion_scale=config.diffusion_scale, guided=guided, final_noise=config.final_noise, **options)
+        ``temperature``, ``diffusion_scale``, ``final_noise``).
+
+        Samplers are kept per head and settings, so captured graphs are reused by later sampling
+        calls; the key includes the address of every weight, so a head whose weights were moved or
+        converted (which a graph would not see) gets a fresh sampler."""
+        settings = dict(steps=config.steps, method=config.method, temperature=config.temperature,
+                        diffusion_scale=config.diffusion_scale, guided=guided, final_noise=config.final_noise, **options)
+        weights = tuple((p.data_ptr(), p.dtype) for p in head.parameters())
+        key = (tuple(sorted(settings.items(), key=lambda item: item[0])), weights)
+        per_head = _SAMPLERS.setdefault(head, {})
+        if key not in per_head:
+            per_head.clear()  # one live set of graphs per head
+            per_head[key] = cls(head, **settings)
+        return per_head[key]
 
     def _loop(self, z: torch.Tensor, noise: torch.Tensor, cfg_scale) -> torch.Tensor:
         return _final_mean(self.head, z, self.method, steps=self.steps, temperature=self.temperature,
