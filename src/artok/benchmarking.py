@@ -53,8 +53,9 @@ class BenchConfig:
         batch_sizes: images per batch; larger ones are skipped after an out-of-memory error.
         device: torch device.
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``float32``, ``bfloat16`` or ``float16``.
-        samplers: raster samplers to time: ``engine`` (`SamplingEngine`) and/or ``plain``
-            (`sample_raster`). Other generator kinds always use their own loop.
+        samplers: samplers to time: ``engine`` (`SamplingEngine` for raster, `NextScaleEngine` for
+            next-scale) and/or ``plain`` (`sample_raster` / `sample_next_scale`). Other generator
+            kinds always use their own loop.
         compile, cuda_graphs, attention: `SamplingEngine` options (``auto`` = the device default).
         tokens: time only the first ``tokens`` decode steps (raster; latency is extrapolated to the
             whole sequence from the per-step time). None: the whole sequence.
@@ -349,9 +350,11 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
     result = BenchResult(asdict(config), model, environment, roofline)
     # The engine and the token-prefix timing drive softmax heads; bitwise / dimwise raster heads and
     # the other generator kinds are timed through their own whole-sequence loop.
-    if kind == "raster" and getattr(generator.config, "head", "categorical") != "categorical":
+    categorical = getattr(generator.config, "head", "categorical") == "categorical"
+    if kind == "raster" and not categorical:
         kind = "raster-head"
-    samplers = config.samplers if kind == "raster" else ("plain",)
+    # The engines: `SamplingEngine` (raster) and `NextScaleEngine` (next-scale), categorical heads.
+    samplers = config.samplers if kind == "raster" or (kind == "next-scale" and categorical) else ("plain",)
     for sampler_name in samplers:
         for batch_size in sorted(config.batch_sizes):
             row = _measure(generator, kind, sampler_name, batch_size, sampler, config, device, roofline)
@@ -397,6 +400,14 @@ def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchCo
 
             def run():
                 engine.generate(labels, sampler, torch.Generator(device).manual_seed(config.seed), tokens)
+        elif kind == "next-scale" and sampler_name == "engine":
+            from artok.sampling.next_scale_engine import NextScaleEngine
+
+            engine = NextScaleEngine(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,
+                                     guidance=sampler.uses_cfg)
+
+            def run():
+                engine.sample(labels, sampler, torch.Generator(device).manual_seed(config.seed))
         elif kind == "raster":
             def run():
                 _plain_raster(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed), tokens)

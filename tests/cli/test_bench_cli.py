@@ -89,3 +89,34 @@ def test_floor_takes_the_slower_of_memory_and_compute():
     roofline = {"bandwidth_gbs": 1.0, "weight_bytes_per_batch": 1e9, "flops_per_image": 1e12, "peak_tflops": 10.0}
     assert floor_images_per_s(roofline, 1) == (pytest.approx(1.0), "memory")  # 1 s of weights vs 0.1 s of math
     assert floor_images_per_s(roofline, 100) == (pytest.approx(10.0), "compute")  # 10 s of math
+
+
+@pytest.mark.parametrize("kind", ["next-scale", "mar"])
+def test_bench_other_kinds_from_a_checkpoint(kind, tmp_path, capsys):
+    """A saved next-scale generator is timed with its engine and its plain loop, a MAR with its own
+    loop (with --iterations / --steps); both get a compute floor and a roofline fraction."""
+    from artok.generators import build_generator
+    from artok.hub import save_pretrained
+    from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
+
+    quantizer = {"next-scale": ("msvq", {"codebook_size": 16, "scales": (1, 2, 4)}), "mar": ("kl", {})}[kind]
+    torch.manual_seed(0)
+    tokenizer = CNNTokenizer(CNNTokenizerConfig(image_size=8, base_channels=8, channel_multipliers=(1, 2), latent_dim=4,
+                                                quantizer=quantizer[0], quantizer_options=quantizer[1]))
+    options = {"head_width": 16, "head_depth": 1} if kind == "mar" else {}
+    generator = build_generator(kind, tokenizer, num_classes=3, dim=32, depth=1, num_heads=2, **options)
+    save_pretrained(generator.eval(), tmp_path / kind)
+    threads = torch.get_num_threads()
+    extra = ["--iterations", "2", "--steps", "3"] if kind == "mar" else []
+    try:
+        code = main(["bench", "--checkpoint", str(tmp_path / kind), "--batch-sizes", "1,2", "--repeats", "1",
+                     "--warmup", "0", "--threads", "1", "--out", str(tmp_path / "bench.json"), *extra])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    samplers = ["engine", "engine", "plain", "plain"] if kind == "next-scale" else ["plain", "plain"]
+    assert [r["sampler"] for r in result["rows"]] == samplers
+    assert all(r["roofline_fraction"] > 0 and r["bound"] for r in result["rows"])
+    if kind == "mar":
+        assert result["model"]["sampler"]["iterations"] == 2 and result["model"]["sampler"]["steps"] == 3
