@@ -80,6 +80,49 @@ def default_device_options(device: torch.device) -> dict:
             "attention": "bucketed" if cuda else "full"}
 
 
+def prepare_engine(generator, batch_size: int, dtype, compile, cuda_graphs, fallback: str):
+    """What every engine checks and resolves first: a positive batch size, a categorical head
+    (``fallback`` names the loop for other heads), and the options (`resolve_engine_options`).
+    Returns ``(model in dtype, eval mode; device, dtype, compile, cuda_graphs)``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    head = getattr(generator.config, "head", "categorical")
+    if head != "categorical":
+        raise ValueError(f"the sampling engines drive categorical heads; this generator has a {head!r} head "
+                         f"(use {fallback} for that head)")
+    param = next(generator.parameters())
+    dtype, compile, cuda_graphs = resolve_engine_options(param.device, param.dtype, dtype, compile, cuda_graphs)
+    return with_dtype(generator, dtype).eval(), param.device, dtype, compile, cuda_graphs
+
+
+def resolve_engine_options(device: torch.device, param_dtype: torch.dtype, dtype, compile, cuda_graphs):
+    """``(dtype, compile, cuda_graphs)`` with every ``"auto"`` resolved for ``device``
+    (`default_device_options`); CUDA graphs are dropped off CUDA and need ``compile``."""
+    auto = default_device_options(device)
+    if dtype in (None, "auto"):
+        dtype = auto["dtype"] or param_dtype
+    if compile == "auto":
+        compile = auto["compile"]
+    if cuda_graphs == "auto":
+        cuda_graphs = auto["cuda_graphs"]
+    if cuda_graphs and device.type != "cuda":
+        cuda_graphs = False  # CUDA graphs exist only on CUDA; on CPU this is a no-op by design
+    if cuda_graphs and not compile:
+        raise ValueError("cuda_graphs=True needs compile=True (graphs come from torch.compile's reduce-overhead mode)")
+    return dtype, bool(compile), bool(cuda_graphs)
+
+
+def with_dtype(generator, dtype: torch.dtype):
+    """``generator`` itself, or a copy whose parameters are in ``dtype`` (the generator passed in is
+    never modified; buffers such as rotary tables and masks keep their dtypes)."""
+    if next(generator.parameters()).dtype == dtype:
+        return generator
+    generator = copy.deepcopy(generator)
+    for parameter in generator.parameters():
+        parameter.data = parameter.data.to(dtype)
+    return generator
+
+
 class SamplingEngine:
     """Fast sampler for one `RasterGenerator` and a fixed maximum batch size.
 
@@ -119,34 +162,13 @@ class SamplingEngine:
         guidance: bool = True,
         extra_positions: int = 0,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        head = getattr(generator.config, "head", "categorical")
-        if head != "categorical":
-            raise ValueError(f"the sampling engine drives categorical heads; this generator has a {head!r} head "
-                             "(use artok.sampling's loop for that head)")
-        param = next(generator.parameters())
-        self.device = param.device
-        auto = default_device_options(self.device)
-        if dtype in (None, "auto"):
-            dtype = auto["dtype"] or param.dtype
-        if compile == "auto":
-            compile = auto["compile"]
-        if cuda_graphs == "auto":
-            cuda_graphs = auto["cuda_graphs"]
+        generator, self.device, dtype, compile, cuda_graphs = prepare_engine(
+            generator, batch_size, dtype, compile, cuda_graphs, "artok.sampling's loop")
         if attention == "auto":
-            attention = auto["attention"]
+            attention = default_device_options(self.device)["attention"]
         if attention not in ATTENTION_MODES:
             raise ValueError(f"attention must be one of {ATTENTION_MODES} or 'auto', got {attention!r}")
-        if cuda_graphs and self.device.type != "cuda":
-            cuda_graphs = False  # CUDA graphs exist only on CUDA; on CPU this is a no-op by design
-        if cuda_graphs and not compile:
-            raise ValueError("cuda_graphs=True needs compile=True (graphs come from torch.compile's reduce-overhead mode)")
-        if dtype != param.dtype:
-            generator = copy.deepcopy(generator)
-            for parameter in generator.parameters():  # buffers (rotary table, masks) stay fp32/bool
-                parameter.data = parameter.data.to(dtype)
-        self.model = generator.eval()
+        self.model = generator
         self.dtype = dtype
         self.batch_size = batch_size
         self.guidance = guidance

@@ -58,9 +58,16 @@ def sample_next_scale(
                 guided=guided, cfg_scale=cfg_scale_at(k, num_scales, config.cfg_scale, config.cfg_schedule), rng=rng,
             )
             pieces.append(draw.ids)
-            features = quantizer.add_scale(f_hat, k, draw.ids)
-            f_hat = features.f_hat
-            if features.next_input is not None:
-                scale_input = rearrange(features.next_input, "b d h w -> b (h w) d")
-                scale_input = torch.cat([scale_input, scale_input]) if guided else scale_input
+            f_hat, scale_input = next_scale_input(quantizer, f_hat, k, draw.ids, guided, scale_input)
     return Tokens(generator.spec, ids=torch.cat(pieces, dim=1))
+
+
+def next_scale_input(quantizer, f_hat: torch.Tensor, scale_index: int, ids: torch.Tensor, guided: bool,
+                     scale_input: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """After drawing scale ``scale_index``'s ``ids``: the accumulated latent and the next scale's
+    input (``rows x h w x D``, doubled for the CFG halves; unchanged after the last scale)."""
+    features = quantizer.add_scale(f_hat, scale_index, ids)
+    if features.next_input is not None:
+        scale_input = rearrange(features.next_input, "b d h w -> b (h w) d")
+        scale_input = torch.cat([scale_input, scale_input]) if guided else scale_input
+    return features.f_hat, scale_input

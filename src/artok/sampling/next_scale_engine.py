@@ -16,15 +16,14 @@ The multi-scale quantizer's update between scales (upsample, convolution, accumu
 
 from __future__ import annotations
 
-import copy
 from contextlib import contextmanager, nullcontext
 
 import torch
-from einops import rearrange
 
 from artok.nn import KVCache
 from artok.sampling.configs import NextScaleSamplerConfig
-from artok.sampling.engine import default_device_options
+from artok.sampling.next_scale import next_scale_input
+from artok.sampling.engine import prepare_engine
 from artok.sampling.logits import cfg_combine, logits_to_probs
 from artok.sampling.schedules import cfg_scale_at, guidance_rows
 from artok.tokens import Tokens
@@ -45,29 +44,10 @@ class NextScaleEngine:
 
     def __init__(self, generator, batch_size: int, *, dtype: torch.dtype | str | None = None,
                  compile: bool | str = "auto", cuda_graphs: bool | str = "auto", guidance: bool = True) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        head = getattr(generator.config, "head", "categorical")
-        if head != "categorical":
-            raise ValueError(f"the next-scale engine drives categorical heads; this generator has a {head!r} head "
-                             "(use artok.sampling.sample_next_scale for that head)")
-        param = next(generator.parameters())
-        self.device = param.device
-        auto = default_device_options(self.device)
-        dtype = auto["dtype"] or param.dtype if dtype in (None, "auto") else dtype
-        compile = auto["compile"] if compile == "auto" else compile
-        cuda_graphs = auto["cuda_graphs"] if cuda_graphs == "auto" else cuda_graphs
-        if cuda_graphs and self.device.type != "cuda":
-            cuda_graphs = False
-        if cuda_graphs and not compile:
-            raise ValueError("cuda_graphs=True needs compile=True (graphs come from torch.compile's reduce-overhead mode)")
-        if dtype != param.dtype:
-            generator = copy.deepcopy(generator)
-            for parameter in generator.parameters():  # the frozen quantizer too: it is only read
-                parameter.data = parameter.data.to(dtype)
-        self.model = generator.eval()
+        self.model, self.device, dtype, compile, cuda_graphs = prepare_engine(
+            generator, batch_size, dtype, compile, cuda_graphs, "artok.sampling.sample_next_scale")
         self.dtype, self.batch_size, self.guidance = dtype, batch_size, guidance
-        self.compiled, self.cuda_graphs = bool(compile), bool(cuda_graphs)
+        self.compiled, self.cuda_graphs = compile, cuda_graphs
         self._caches: dict[int, list[KVCache]] = {}  # per row count: static shapes for every batch size
         if self.compiled:
             mode = "reduce-overhead" if self.cuda_graphs else None
@@ -129,11 +109,7 @@ class NextScaleEngine:
                 ids = self._step(model, x, cond, torch.arange(start, end, device=labels.device), noise, scale, *sampling)
                 ids = ids.clone() if self.cuda_graphs else ids
                 pieces.append(ids)
-                features = quantizer.add_scale(f_hat, k, ids)
-                f_hat = features.f_hat
-                if features.next_input is not None:
-                    scale_input = rearrange(features.next_input, "b d h w -> b (h w) d")
-                    scale_input = torch.cat([scale_input, scale_input]) if guided else scale_input
+                f_hat, scale_input = next_scale_input(quantizer, f_hat, k, ids, guided, scale_input)
         return Tokens(model.spec, ids=torch.cat(pieces, dim=1))
 
 
