@@ -48,7 +48,7 @@ def main() -> None:
         sampler = preset.sampler_config()
         labels = torch.zeros(1, dtype=torch.long)
         start = time.perf_counter()
-        cost = measure_cost(lambda: sample(generator, labels, sampler, torch.Generator().manual_seed(0)), generator)
+        cost = measure_cost(lambda: sample(generator, labels, sampler, torch.Generator().manual_seed(0), engine=False), generator)
         roofline = {"bandwidth_gbs": H100_BANDWIDTH_GBS, "peak_tflops": H100_PEAK_TFLOPS[torch.bfloat16],
                     "flops_per_image": cost["flops"], "weight_bytes_per_batch": cost["weight_bytes"] / 2}  # bf16
         if preset.kind == "raster":

@@ -371,8 +371,10 @@ def _compute_roofline(generator, kind, sampler, config: BenchConfig, device, dty
     from artok.sampling.dispatch import sample
 
     labels = torch.zeros(1, dtype=torch.long, device=device)
-    cost = measure_cost(lambda: sample(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed)),
-                        generator)
+    # engine=False: the plain loop runs every op through the dispatcher, where the counter sees it
+    # (a CUDA graph replay would hide them).
+    cost = measure_cost(lambda: sample(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed),
+                                       engine=False), generator)
     peak, source = config.peak_tflops, "given"
     if peak is None:
         if device.type == "cuda" and "H100" in torch.cuda.get_device_name(device) and dtype in H100_PEAK_TFLOPS:
@@ -415,7 +417,7 @@ def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchCo
             from artok.sampling.dispatch import sample
 
             def run():
-                sample(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed))
+                sample(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed), engine=False)
         row.seconds = _timed(run, device, config.repeats, config.warmup)
     except Exception as error:  # noqa: BLE001 - out-of-memory ends the sweep, anything else is a bug
         if not _is_oom(error):

@@ -67,3 +67,39 @@ def test_wrong_config_kind_is_refused(zoo_generator, tiny_generator):
         sample(tiny_generator, torch.tensor([0]), MARSamplerConfig())
     tokens = sample(tiny_generator, torch.tensor([0, 1]), {"cfg_scale": 2.0}, torch.Generator().manual_seed(0))
     assert tokens.ids.shape == (2, 9)
+
+
+@pytest.mark.parametrize("kind", ["raster", "next-scale"])
+def test_engine_option(kind, zoo_generator, tiny_generator):
+    """``engine=True`` runs the kind's fast engine (same tokens on CPU), kept on the generator and
+    rebuilt after the weights change; ``auto`` on CPU is the plain loop; other kinds refuse True."""
+    import copy
+
+    from artok.sampling.dispatch import sample
+
+    generator = tiny_generator if kind == "raster" else zoo_generator("next-scale")
+    labels = torch.tensor([0, 1, 2])
+    plain = sample(generator, labels, None, torch.Generator().manual_seed(0), engine=False)
+    fast = sample(generator, labels, None, torch.Generator().manual_seed(0), engine=True)
+    assert torch.equal(plain.ids, fast.ids)
+    engines = generator._artok_engines
+    (first,) = [engine for _, engine in engines.values()]
+    sample(generator, labels, None, torch.Generator().manual_seed(1), engine=True)
+    assert [engine for _, engine in engines.values()] == [first]  # reused
+    with torch.no_grad():
+        next(generator.parameters()).add_(0.5)  # a training step, in place
+    after = sample(generator, labels, None, torch.Generator().manual_seed(0), engine=True)
+    assert [engine for _, engine in engines.values()] != [first]
+    assert torch.equal(after.ids, sample(generator, labels, None, torch.Generator().manual_seed(0), engine=False).ids)
+    assert not copy.deepcopy(generator)._artok_engines  # copies start without engines
+    auto = sample(generator, labels, None, torch.Generator().manual_seed(0))
+    assert torch.equal(auto.ids, after.ids)
+    with pytest.raises(ValueError, match="engine must be"):
+        sample(generator, labels, None, engine="yes")
+
+
+def test_engine_true_refused_for_other_kinds(zoo_generator):
+    from artok.sampling.dispatch import sample
+
+    with pytest.raises(ValueError, match="no fast engine"):
+        sample(zoo_generator("maskgit"), torch.tensor([0]), None, engine=True)

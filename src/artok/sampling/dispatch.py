@@ -16,6 +16,13 @@ next_x          `NextXSamplerConfig`          `sample_next_x`
 
 ``config=None`` uses the defaults stored with the checkpoint (``generator.extra["sampling"]``), else
 the kind's defaults.
+
+``engine="auto"`` (the default) samples raster and next-scale generators with a categorical head
+through their fast engines (`SamplingEngine`, `NextScaleEngine`: bf16, compiled, CUDA graphs) when
+the generator is on CUDA; engines are kept on the generator per batch size, so compilation and
+graph capture happen once. Elsewhere, and with ``engine=False``, the plain loops run (on CPU the
+engines would return the same tokens at the same speed). MAR's head loop is captured on CUDA by the
+plain loop itself (`HeadSampler`).
 """
 
 from __future__ import annotations
@@ -75,12 +82,54 @@ def sampler_config_for(generator, stored: dict | None = None, overrides: dict | 
     return replace(config, **overrides)
 
 
+class _EngineCache(dict):
+    """Engines kept on a generator (``(kind, batch, guided) -> engine``); a copy of the generator
+    starts without them (an engine holds compiled code and graphs tied to the original's weights)."""
+
+    def __deepcopy__(self, memo) -> "_EngineCache":
+        return _EngineCache()
+
+
+def weights_version(generator) -> tuple:
+    """Where every weight lives and how often it was modified in place (``Tensor._version``): it
+    changes when a training step, ``load_state_dict`` or a move touches any weight."""
+    return tuple((p.data_ptr(), p._version) for p in generator.parameters())
+
+
+def cached_engine(generator, kind: str, batch_size: int, guided: bool):
+    """The generator's `SamplingEngine` (raster) / `NextScaleEngine` (next-scale) for this batch
+    size, built on first use with the device defaults and rebuilt when the weights changed (an
+    engine samples from a bf16 copy made when it was built)."""
+    cache = generator.__dict__.setdefault("_artok_engines", _EngineCache())
+    key, version = (kind, batch_size, guided), weights_version(generator)
+    if key not in cache or cache[key][0] != version:
+        if kind == "raster":
+            from artok.sampling.engine import SamplingEngine as engine_class
+        else:
+            from artok.sampling.next_scale_engine import NextScaleEngine as engine_class
+        cache[key] = (version, engine_class(generator, batch_size, guidance=guided))
+    return cache[key][1]
+
+
+def uses_engine(generator, kind: str, engine: bool | str) -> bool:
+    """Whether `sample` runs ``generator`` through a fast engine (see the module docstring)."""
+    if engine not in (True, False, "auto"):
+        raise ValueError(f"engine must be True, False or 'auto', got {engine!r}")
+    eligible = kind in ("raster", "next-scale") and getattr(generator.config, "head", "categorical") == "categorical"
+    if engine is True and not eligible:
+        raise ValueError(f"no fast engine for {kind!r} generators with a {getattr(generator.config, 'head', None)!r} head")
+    on_cuda = next(generator.parameters()).device.type == "cuda"
+    return eligible and (engine is True or (engine == "auto" and on_cuda))
+
+
 @torch.no_grad()
-def sample(generator, labels: torch.Tensor, config=None, rng: torch.Generator | None = None) -> Tokens:
+def sample(generator, labels: torch.Tensor, config=None, rng: torch.Generator | None = None, *,
+           engine: bool | str = "auto") -> Tokens:
     """Sample one token sequence per label with the loop that fits ``generator``.
 
     ``config``: a sampler config of the generator's kind, a dict (``extra["sampling"]`` style), or
-    None for the generator's defaults. ``rng``: the only source of randomness."""
+    None for the generator's defaults. ``rng``: the only source of randomness. ``engine``: use the
+    kind's fast engine (``"auto"``: on CUDA; see the module docstring)."""
     kind = sampler_kind_for(generator)
     if config is None:
         config = default_sampler_config(generator)
@@ -90,6 +139,8 @@ def sample(generator, labels: torch.Tensor, config=None, rng: torch.Generator | 
         raise ValueError(
             f"a {type(generator).__name__} samples with {SAMPLER_CONFIGS[kind].__name__}, got {type(config).__name__}"
         )
+    if uses_engine(generator, kind, engine):
+        return cached_engine(generator, kind, labels.shape[0], config.uses_cfg).sample(labels, config, rng)
     if kind == "raster":
         if generator.config.head == "categorical":
             return sample_raster(generator, labels, config, rng)
