@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from artok.sampling.logits import sample_from_probs
+from artok.sampling.logits import exponential_noise, sample_from_probs
 from artok.sampling.loops import SamplerConfig
 from artok.sampling.speculative import (
     EXACT,
@@ -32,6 +32,7 @@ from artok.sampling.speculative import (
     SpeculativeOutput,
     make_engine,
     per_token_tv,
+    verification_noise,
     verify_drafts,
 )
 
@@ -82,31 +83,46 @@ def jacobi_sample(
         zero = torch.zeros(batch, 1, dtype=torch.long, device=device)
         first = sample_from_probs(probs(engine.start(labels, guided)[:, None], zero)[:, 0], rng)
         state = RowState(first, seq_len, window)
-        uniform = torch.full((batch, window, vocab), 1.0 / vocab, device=device)
         drafts = torch.randint(vocab, (batch, window), generator=rng, device=device)
-        draft_probs = uniform.clone()
-        slide = torch.arange(1, window + 1, device=device)
+        draft_probs = torch.full((batch, window, vocab), 1.0 / vocab, device=device)
+        tv_wanted = measure_tv and not acceptance.exact
+        update = torch.compile(_jacobi_update, dynamic=False) if engine.compiled else _jacobi_update
         while True:
             low, high = state.bounds()
             if low >= seq_len:
                 break
             positions = state.length[:, None] + state.offsets
             tokens = torch.cat([state.last[:, None], drafts], dim=1)
-            p = probs(engine.forward(rows(tokens), rows(positions), last_position=high + window), positions)
-            verification = verify_drafts(p, draft_probs, drafts, rng, acceptance)
-            tv = per_token_tv(acceptance, p[:, :window], draft_probs) if measure_tv and not acceptance.exact else None
-            accepted = verification.num_accepted
-            state.commit(drafts, verification, tv)
-            # Slide the window: the new window's j-th slot is old slot accepted+1+j, re-drafted from
-            # this round's prediction there (index <= window), or a fresh uniform token past the end.
-            fresh = sample_from_probs(p, rng)  # B x (W+1): one new draft per predicted position
-            source = accepted[:, None] + slide
-            predicted = source <= window
-            source = source.clamp(max=window)
+            logits = engine.forward(rows(tokens), rows(positions), last_position=high + window)
+            # This round's randomness, drawn up front (the update is one compiled region then).
+            coins_and_race = verification_noise(batch, window, vocab, rng, device)
+            fresh_race = exponential_noise((batch, window + 1, vocab), rng, device)
             random_tokens = torch.randint(vocab, (batch, window), generator=rng, device=device)
-            drafts = torch.where(predicted, fresh.gather(1, source), random_tokens)
-            draft_probs = torch.where(predicted[..., None], p.gather(1, source[..., None].expand(-1, -1, vocab)), uniform)
+            drafts, draft_probs = update(state, probs, acceptance, tv_wanted, logits, positions, drafts, draft_probs,
+                                         coins_and_race, fresh_race, random_tokens)
     stats = state.stats(draft_forwards=0)
     if measure_tv and acceptance.exact:
         stats.per_token_tv = 0.0
     return SpeculativeOutput(state.tokens(target.spec), stats)
+
+
+def _jacobi_update(state: RowState, probs, acceptance, tv_wanted: bool, logits, positions, drafts, draft_probs,
+                   coins_and_race, fresh_race, random_tokens):
+    """One round after the target forward, as one region without randomness of its own (so the
+    engine can compile it): verify the window, commit, slide. Returns the next drafts and their
+    ``q``. The new window's ``j``-th slot is old slot ``accepted + 1 + j``, re-drafted from this
+    round's prediction there (index <= W), or a fresh uniform token past the end."""
+    batch, window = drafts.shape
+    vocab = draft_probs.shape[-1]
+    p = probs(logits, positions)
+    verification = verify_drafts(p, draft_probs, drafts, None, acceptance, noise=coins_and_race)
+    tv = per_token_tv(acceptance, p[:, :window], draft_probs) if tv_wanted else None
+    accepted = verification.num_accepted
+    state.commit(drafts, verification, tv)
+    fresh = sample_from_probs(p, None, fresh_race)  # B x (W+1): one new draft per predicted position
+    source = accepted[:, None] + state.offsets[1:]
+    predicted = source <= window
+    source = source.clamp(max=window)
+    next_drafts = torch.where(predicted, fresh.gather(1, source), random_tokens)
+    next_probs = torch.where(predicted[..., None], p.gather(1, source[..., None].expand(-1, -1, vocab)), 1.0 / vocab)
+    return next_drafts, next_probs

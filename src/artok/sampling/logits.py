@@ -50,11 +50,19 @@ def logits_to_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int =
     return torch.softmax(logits, dim=-1)
 
 
-def sample_from_probs(probs: torch.Tensor, rng: torch.Generator | None) -> torch.Tensor:
+def sample_from_probs(probs: torch.Tensor, rng: torch.Generator | None, noise: torch.Tensor | None = None) -> torch.Tensor:
     """Draw one index per row of ``probs`` (``... x V``) without a host sync.
 
     Uses the exponential-race form of the Gumbel-max trick: ``argmax(p / E)`` with
-    ``E ~ Exp(1)`` is distributed as ``Categorical(p)``.
+    ``E ~ Exp(1)`` is distributed as ``Categorical(p)``. ``noise``: ``E`` drawn beforehand
+    (`exponential_noise`; compiled code takes its randomness as inputs), else drawn from ``rng``.
     """
-    noise = torch.empty_like(probs).exponential_(1.0, generator=rng)
+    if noise is None:
+        noise = exponential_noise(probs.shape, rng, probs.device, probs.dtype)
     return torch.argmax(probs / noise, dim=-1)
+
+
+def exponential_noise(shape, rng: torch.Generator | None, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Exp(1) noise of ``shape``, drawn exactly as `sample_from_probs` draws it for probabilities of
+    that shape and ``dtype``."""
+    return torch.empty(shape, dtype=dtype, device=device).exponential_(1.0, generator=rng)

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from artok.sampling.engine import SamplingEngine, guidance_scales, guided_probs
-from artok.sampling.logits import sample_from_probs
+from artok.sampling.logits import exponential_noise, sample_from_probs
 from artok.sampling.loops import SamplerConfig
 from artok.tokens import Tokens
 
@@ -81,8 +81,15 @@ class Verification:
     next_token: torch.Tensor  # B: residual sample at the first rejection, or the bonus token
 
 
+def verification_noise(batch: int, k: int, vocab: int, rng: torch.Generator | None, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The randomness of `verify_drafts`, drawn as it draws it: acceptance coins ``B x k`` (uniform)
+    and the Exp(1) noise of the residual / bonus draw ``B x V``."""
+    coins = torch.rand((batch, k), generator=rng, device=device)
+    return coins, exponential_noise((batch, vocab), rng, device)
+
+
 def verify_drafts(p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, rng: torch.Generator | None,
-                  acceptance=None) -> Verification:
+                  acceptance=None, noise: tuple[torch.Tensor, torch.Tensor] | None = None) -> Verification:
     """Speculative verification of ``k`` drafts per row, without host synchronisation.
 
     Args:
@@ -91,11 +98,13 @@ def verify_drafts(p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, rng: t
         drafts: ``B x k`` drafted ids.
         rng: generator for the acceptance coins and the residual / bonus draw.
         acceptance: the acceptance rule (default `ExactAcceptance`).
+        noise: ``(coins, exponential noise)`` from `verification_noise`, drawn beforehand (what
+            compiled rounds pass); else drawn here from ``rng``.
     """
     acceptance = acceptance or EXACT
     batch, k = drafts.shape
     ratio = acceptance.ratio_at(p[:, :k], q, drafts)
-    coins = torch.rand(drafts.shape, generator=rng, device=p.device)
+    coins, race = noise if noise is not None else verification_noise(batch, k, p.shape[-1], rng, p.device)
     accepted = coins < ratio
     num_accepted = accepted.long().cumprod(dim=1).sum(dim=1)
     # Distribution of the next token: the residual at the first rejected position, or p_{k+1}
@@ -107,7 +116,7 @@ def verify_drafts(p: torch.Tensor, q: torch.Tensor, drafts: torch.Tensor, rng: t
     # p == q up to rounding can leave an all-zero residual on a (probability ~0) rejection.
     residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, p_next)
     # The exponential race needs no normalisation: argmax(r / E) ~ Categorical(r / sum r).
-    return Verification(num_accepted, sample_from_probs(residual, rng))
+    return Verification(num_accepted, sample_from_probs(residual, None, race))
 
 
 @dataclass
@@ -288,6 +297,8 @@ def speculative_sample(
         state = RowState(first, seq_len, num_draft)
         previous = torch.zeros_like(first)  # token at input position length-1 (position 0: the class)
         draft_forwards = 0
+        tv_wanted = measure_tv and not acceptance.exact
+        update = torch.compile(_speculative_update, dynamic=False) if target_engine.compiled else _speculative_update
         while True:
             low, high = state.bounds()
             if low >= seq_len:
@@ -311,16 +322,25 @@ def speculative_sample(
             # Verify all drafts (and get the bonus distribution) in one target pass.
             positions = length[:, None] + state.offsets
             tokens = torch.cat([state.last[:, None], drafts], dim=1)
-            p = probs(target_engine.forward(rows(tokens), rows(positions), last_position=high + num_draft), positions)
-            verification = verify_drafts(p, q, drafts, rng, acceptance)
-            tv = per_token_tv(acceptance, p[:, :num_draft], q) if measure_tv and not acceptance.exact else None
-            accepted = verification.num_accepted
-            before = state.last
-            active = state.commit(drafts, verification, tv)
-            # The token at input position new_length-1: the last accepted draft, or the old `last`.
-            last_accepted = drafts.gather(1, (accepted - 1).clamp(min=0)[:, None]).squeeze(1)
-            previous = torch.where(active, torch.where(accepted > 0, last_accepted, before), previous)
+            logits = target_engine.forward(rows(tokens), rows(positions), last_position=high + num_draft)
+            noise = verification_noise(batch, num_draft, q.shape[-1], rng, logits.device)
+            previous = update(state, probs, acceptance, tv_wanted, logits, positions, drafts, q, noise, previous)
     stats = state.stats(draft_forwards)
     if measure_tv and acceptance.exact:
         stats.per_token_tv = 0.0
     return SpeculativeOutput(state.tokens(target.spec), stats)
+
+
+def _speculative_update(state: RowState, probs, acceptance, tv_wanted: bool, logits, positions, drafts, q, noise,
+                        previous):
+    """Verification and commit after the target pass, as one region without randomness of its own
+    (the engine compiles it). Returns the token at input position ``new_length - 1`` of every row:
+    its last accepted draft, or the old ``last`` when none was accepted."""
+    p = probs(logits, positions)
+    verification = verify_drafts(p, q, drafts, None, acceptance, noise=noise)
+    tv = per_token_tv(acceptance, p[:, : drafts.shape[1]], q) if tv_wanted else None
+    accepted = verification.num_accepted
+    before = state.last
+    active = state.commit(drafts, verification, tv)
+    last_accepted = drafts.gather(1, (accepted - 1).clamp(min=0)[:, None]).squeeze(1)
+    return torch.where(active, torch.where(accepted > 0, last_accepted, before), previous)
