@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated name prefixes to run (plain always runs)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dataset", default=None, help="dataset of the target (default: the one recorded with it)")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile every engine (forward and per-round update; CPU inductor, CUDA graphs on CUDA)")
     parser.add_argument("--speed-only", action="store_true", help="skip the quality runs (FD / accuracy); time only")
     parser.add_argument("--out", default="runs/bench/speculative.json")
     args = parser.parse_args()
@@ -94,7 +96,7 @@ def main() -> None:
     def engine(model, size, extra):
         key = (id(model), size, extra)
         if key not in engines:
-            engines[key] = SamplingEngine(model, size, guidance=guided, extra_positions=extra)
+            engines[key] = SamplingEngine(model, size, guidance=guided, extra_positions=extra, compile=args.compile)
         return engines[key]
 
     def plain(batch_labels, rng):
