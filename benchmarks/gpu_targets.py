@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from artok.benchmarking import HEADER, BenchConfig, describe, run_benchmark, write_json
+from artok.benchmarking import HEADER, BenchConfig, describe, run_benchmark, write_json, write_report
 
 # (name, preset, batch size, metric, comparison, threshold)
 TARGETS = [
@@ -52,7 +52,8 @@ def measure(preset: str, args) -> dict:
     result = run_benchmark(config, log=lambda line: print(line, flush=True))
     print(describe(result), flush=True)
     path = write_json(result, Path(args.out) / f"{preset}.json")
-    print(f"wrote {path} ({time.perf_counter() - start:.0f} s)", flush=True)
+    write_report(result, path.with_suffix(".html"))
+    print(f"wrote {path} and its .html ({time.perf_counter() - start:.0f} s)", flush=True)
     return result.to_dict()
 
 

@@ -480,6 +480,34 @@ def describe(result: BenchResult) -> str:
     return "\n".join(lines)
 
 
+def write_report(result: BenchResult, path: str | Path) -> Path:
+    """An HTML report of a benchmark: the setup, images/s against batch size for every sampler beside
+    the roofline, the fraction of the roofline reached, and the table."""
+    from artok.evaluation.report import Report
+
+    model = result.model
+    report = Report(f"artok bench: {model['preset'] or model['checkpoint']}")
+    report.add_text(describe(result))
+    rows = [row for row in result.rows if not row.error]
+    samplers = list(dict.fromkeys(row.sampler for row in rows))
+    batches = sorted({row.batch_size for row in rows})
+    if rows and len(batches) > 1:
+        def series(sampler: str, field: str) -> list:
+            by_batch = {row.batch_size: getattr(row, field) for row in rows if row.sampler == sampler}
+            return [by_batch.get(batch, float("nan")) for batch in batches]
+
+        throughput = {sampler: series(sampler, "images_per_s") for sampler in samplers}
+        if not all(math.isnan(row.roofline_images_per_s) for row in rows):
+            throughput["roofline"] = series(samplers[0], "roofline_images_per_s")
+        report.add_plot((batches, throughput), "images/s against batch size (log-log), with the roofline",
+                        xlabel="batch size", ylabel="images / s", logx=True, logy=True)
+        report.add_plot((batches, {sampler: series(sampler, "roofline_fraction") for sampler in samplers}),
+                        "fraction of the roofline reached", xlabel="batch size", ylabel="fraction", logx=True)
+    report.add_metrics_table([{key: value for key, value in asdict(row).items() if value is not None}
+                              for row in result.rows], "one row per sampler and batch size")
+    return report.save(path)
+
+
 def write_json(result: BenchResult, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,8 @@ def test_tiny_bench_run_writes_json(tmp_path, capsys):
     assert all(r["images_per_s"] > 0 and r["tokens_timed"] == 4 and r["error"] is None for r in rows)
     assert result["model"]["params"] > 0 and result["roofline"]["weight_bytes_per_step"] > 0
     assert result["roofline"]["flops_per_image"] > 0 and all(r["bound"] in ("memory", "compute") for r in rows)
+    report = (tmp_path / "bench.html").read_text()  # the HTML report beside the JSON: plots and the table
+    assert report.count("data:image/png;base64,") == 2 and "images/s against batch size" in report
 
 
 def test_gpt_b_roofline_matches_the_anchors():

@@ -63,12 +63,13 @@ def add_parser(subparsers) -> str:
                         help="skip the counted batch-1 run that gives FLOPs and the compute floor")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and of sampling")
-    parser.add_argument("--out", help="JSON output path (default: runs/bench/<preset>-<device>.json)")
+    parser.add_argument("--out", help="JSON output path (default: runs/bench/<preset>-<device>.json); an HTML report "
+                        "with plots is written beside it (.html)")
     return "bench"
 
 
 def run(args) -> int:
-    from artok.benchmarking import HEADER, BenchConfig, describe, run_benchmark, write_json
+    from artok.benchmarking import HEADER, BenchConfig, describe, run_benchmark, write_json, write_report
 
     samplers = ("engine", "plain") if args.sampler == "both" else (args.sampler,)
     config = BenchConfig(
@@ -91,5 +92,6 @@ def run(args) -> int:
     print(describe(result))
     name = (args.checkpoint.rstrip("/").split("/")[-1] if args.checkpoint else args.preset)
     path = write_json(result, args.out or f"runs/bench/{name}-{args.device.replace(':', '')}.json")
-    print(f"wrote {path}")
+    report = write_report(result, path.with_suffix(".html"))
+    print(f"wrote {path} and {report}")
     return 0
