@@ -8,13 +8,14 @@ the preset shapes of ``artok.presets``):
     VAR-d16 next-scale throughput                      var-d16   64      >= 500 img/s
     MAR-B masked + diffusion head (64 it., 100 steps)  mar-b     64      >= 20 img/s
 
-Every preset is also swept over the issue's batch sizes (1, 8, 64, 256) with `artok bench`'s
-`run_benchmark`, so each JSON has the full table with the roofline fraction and its bound beside
-every row. A failing preset (compile error, out of memory) is recorded and the others still run.
+Each preset is timed with `artok bench`'s `run_benchmark` (engines: compiled, CUDA graphs, bf16) at
+the batch sizes its targets name; ``--batch-sizes 1,8,64,256`` sweeps the issue's full range (each
+batch size of a compiled engine is its own compilation, so the sweep is a second call). Rows of
+earlier calls in the same folder are kept. Every row has the roofline fraction and its bound. A
+failing preset (compile error, out of memory) is recorded and the others still run.
 
-    PYTHONPATH=src python3 benchmarks/gpu_targets.py --out runs/gpu            # all presets
-    PYTHONPATH=src python3 benchmarks/gpu_targets.py --presets gpt-b,gpt-l    # a subset (one call each
-                                                                              # keeps a 10-minute limit)
+    PYTHONPATH=src python3 benchmarks/gpu_targets.py --out runs/gpu                      # the targets
+    PYTHONPATH=src python3 benchmarks/gpu_targets.py --presets gpt-b,gpt-l --batch-sizes 8,256
 
 Writes ``<out>/<preset>.json`` (the bench result) and ``<out>/targets.json`` (pass / fail per target,
 merged with what earlier runs in the same folder measured).
@@ -43,8 +44,25 @@ TARGETS = [
 PRESETS = ("gpt-b", "gpt-l", "var-d16", "mar-b")
 
 
+def batch_sizes_for(preset: str, option: str) -> tuple[int, ...]:
+    """``targets``: only the batch sizes the targets name for this preset (each batch size of a
+    compiled engine costs its own compilation and graphs: minutes for GPT-L); else a list."""
+    if option == "targets":
+        return tuple(sorted({batch for _, name, batch, *_ in TARGETS if name == preset}))
+    return tuple(int(x) for x in option.split(","))
+
+
+def merge(previous: dict | None, new: dict) -> dict:
+    """``new``'s rows over ``previous``'s, per (sampler, batch size): sweeps add to earlier calls."""
+    if not previous or "rows" not in previous:
+        return new
+    rows = {(row["sampler"], row["batch_size"]): row for row in previous["rows"]}
+    rows.update({(row["sampler"], row["batch_size"]): row for row in new["rows"]})
+    return {**new, "rows": sorted(rows.values(), key=lambda row: (row["sampler"], row["batch_size"]))}
+
+
 def measure(preset: str, args) -> dict:
-    config = BenchConfig(preset=preset, batch_sizes=tuple(args.batch_sizes), device=args.device,
+    config = BenchConfig(preset=preset, batch_sizes=batch_sizes_for(preset, args.batch_sizes), device=args.device,
                          samplers=("engine",), repeats=args.repeats, warmup=args.warmup)
     print(f"\n== {preset}", flush=True)
     print(HEADER, flush=True)
@@ -79,7 +97,11 @@ def judge(results: dict) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", default=",".join(PRESETS), help="comma-separated presets (default: all four)")
-    parser.add_argument("--batch-sizes", default="1,8,64,256", type=lambda text: [int(x) for x in text.split(",")])
+    parser.add_argument("--batch-sizes", default="targets",
+                        help="'targets' (default: the batch sizes the targets name) or a list such as 1,8,64,256; "
+                        "rows of earlier calls in the same --out are kept")
+    parser.add_argument("--budget-s", type=float, default=540.0,
+                        help="start no new preset after this many seconds (a device call ends at 600 s)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
@@ -92,9 +114,13 @@ def main() -> None:
     summary_path = out / "targets.json"
     previous = json.loads(summary_path.read_text()).get("results", {}) if summary_path.exists() else {}
     results = dict(previous)
+    begin = time.perf_counter()
     for preset in [p for p in args.presets.split(",") if p]:
+        if time.perf_counter() - begin > args.budget_s:
+            print(f"skipping {preset}: the {args.budget_s:.0f} s budget is spent (run it in another call)", flush=True)
+            continue
         try:
-            results[preset] = measure(preset, args)
+            results[preset] = merge(previous.get(preset), measure(preset, args))
         except Exception as error:  # noqa: BLE001 - record it and go on with the other presets
             traceback.print_exc()
             results[preset] = {"error": f"{type(error).__name__}: {error}".splitlines()[0][:300]}
