@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PLUGIN_MODULES = ("artok.cli.eval_tokenizer", "artok.cli.bench")
+PLUGIN_MODULES = ("artok.cli.eval_tokenizer", "artok.cli.bench", "artok.cli.convert")
 
 
 def _plugin_modules():

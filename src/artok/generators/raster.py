@@ -27,6 +27,7 @@ from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokens
 from artok.generators.head_support import DISCRETE_HEADS, build_discrete_head, build_token_embedding, check_discrete_head
 from artok.hub import register_model
 from artok.nn import KVCache, RMSNorm, TransformerBlock, rope_1d_table, rope_2d_table, swiglu_hidden_dim
+from artok.nn.rope import PREFIX_ROTATIONS
 from artok.tokens import Tokens, TokenSpec
 
 
@@ -44,6 +45,9 @@ class RasterConfig(GeneratorConfig):
         dropout: residual / attention dropout.
         rope_base: rotary base.
         rope_2d: 2D rotary positions over the grid (else 1D over the sequence).
+        rope_prefix: rotation of the class position: ``"identity"``, or ``"zero"`` (LlamaGen's table,
+            which zeroes the class token's query and key; set by `artok.convert.llamagen`).
+        norm_eps: RMSNorm epsilon (LlamaGen: 1e-5).
         head: ``"categorical"``, ``"bitwise"`` (LFQ/BSQ tokens) or ``"dimwise"`` (PTQ tokens).
         head_width, head_depth: size of the dimwise head's channel transformer (unused otherwise).
     """
@@ -58,6 +62,8 @@ class RasterConfig(GeneratorConfig):
     dropout: float = 0.0
     rope_base: float = 10000.0
     rope_2d: bool = True
+    rope_prefix: str = "identity"
+    norm_eps: float = 1e-6
     head: str = "categorical"
     head_width: int = 128
     head_depth: int = 2
@@ -74,6 +80,10 @@ class RasterConfig(GeneratorConfig):
             self.rope_2d = False
         if self.rope_2d and (self.dim // self.num_heads) % 4:
             raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {self.dim // self.num_heads}")
+        if self.rope_prefix not in PREFIX_ROTATIONS:
+            raise ValueError(f"rope_prefix must be one of {PREFIX_ROTATIONS}, got {self.rope_prefix!r}")
+        if self.norm_eps <= 0:
+            raise ValueError(f"norm_eps must be positive, got {self.norm_eps}")
         if self.head_width < 1 or self.head_depth < 1:
             raise ValueError(f"head_width and head_depth must be positive, got {self.head_width}, {self.head_depth}")
 
@@ -106,15 +116,16 @@ class RasterGenerator(Generator):
         self.class_embedding = nn.Embedding(config.num_classes + 1, config.dim)
         hidden = config.hidden_dim or swiglu_hidden_dim(config.dim)
         self.blocks = nn.ModuleList(
-            TransformerBlock(config.dim, config.num_heads, hidden, dropout=config.dropout) for _ in range(config.depth)
+            TransformerBlock(config.dim, config.num_heads, hidden, dropout=config.dropout, norm_eps=config.norm_eps)
+            for _ in range(config.depth)
         )
-        self.norm = RMSNorm(config.dim)
+        self.norm = RMSNorm(config.dim, config.norm_eps)
         self.head = build_discrete_head(config.head, config.spec, config.dim, config.head_width, config.head_depth)
         head_dim = config.dim // config.num_heads
         if config.rope_2d:
-            rope = rope_2d_table(config.grid, head_dim, config.rope_base, num_prefix=1)
+            rope = rope_2d_table(config.grid, head_dim, config.rope_base, num_prefix=1, prefix=config.rope_prefix)
         else:
-            rope = rope_1d_table(config.seq_len, head_dim, config.rope_base, num_prefix=1)
+            rope = rope_1d_table(config.seq_len, head_dim, config.rope_base, num_prefix=1, prefix=config.rope_prefix)
         self.register_buffer("rope", rope, persistent=False)
         causal = torch.ones(config.seq_len, config.seq_len, dtype=torch.bool).tril()
         self.register_buffer("causal_mask", causal, persistent=False)

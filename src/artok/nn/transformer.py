@@ -11,11 +11,12 @@ from artok.nn.norm import RMSNorm
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, dim: int, num_heads: int, hidden_dim: int, dropout: float = 0.0, qk_norm: bool = False) -> None:
+    def __init__(self, dim: int, num_heads: int, hidden_dim: int, dropout: float = 0.0, qk_norm: bool = False,
+                 norm_eps: float = 1e-6) -> None:
         super().__init__()
-        self.attention_norm = RMSNorm(dim)
+        self.attention_norm = RMSNorm(dim, norm_eps)
         self.attention = Attention(dim, num_heads, dropout=dropout, qk_norm=qk_norm)
-        self.ffn_norm = RMSNorm(dim)
+        self.ffn_norm = RMSNorm(dim, norm_eps)
         self.ffn = SwiGLU(dim, hidden_dim, dropout=dropout)
 
     def forward(self, x, rope=None, mask=None, input_pos=None, is_causal: bool = False) -> torch.Tensor:
