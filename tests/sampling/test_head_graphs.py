@@ -74,6 +74,7 @@ def test_rejects_bad_options():
         HeadSampler(head, steps=4, method="euler")
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("guided", [False, True])
 def test_cuda_graph_replay_equals_eager(guided):
@@ -91,6 +92,7 @@ def test_cuda_graph_replay_equals_eager(guided):
     assert sorted(sampler._graphs) == [16]
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_mar_with_graphs_matches_moments(zoo_generator):
     """Same law with and without graphs (different noise streams): per-coordinate means agree."""

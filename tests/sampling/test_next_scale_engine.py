@@ -50,6 +50,7 @@ def test_cpu_compile_matches_eager(zoo_generator):
     assert (compiled == eager).float().mean() > 0.9
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_engine_compiled_graphs(zoo_generator):
     generator = zoo_generator("next-scale").cuda()
