@@ -100,3 +100,29 @@ def from_pretrained(directory: str | os.PathLike, device: str | torch.device = "
         raise ValueError(f"{weights} does not match {cls.__name__}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     model.extra = payload.get("extra", {})
     return model.to(device).eval()
+
+
+def read_weights(path: str | os.PathLike, what: str = "weights", nested: tuple[str, ...] = ("state_dict",)) -> dict:
+    """A state dict from a ``.safetensors`` file or a weights-only PyTorch file, never executing code
+    (``torch.load(weights_only=True)``); the first of the ``nested`` keys that holds a dict is
+    unwrapped (checkpoints keep their weights under ``model``, ``state_dict``, ...). ``what`` names the
+    file in the one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a one-line reason instead of the unpickler's trace
+        raise ValueError(f"{path} is not a weights-only PyTorch file ({type(error).__name__}: "
+                         f"{str(error).strip().splitlines()[0][:200] if str(error).strip() else ''})") from None
+    for key in nested:
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict")
+    return state

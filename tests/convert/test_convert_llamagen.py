@@ -95,7 +95,7 @@ def test_bad_checkpoints_are_refused_with_the_reason(llamagen_like, tmp_path, ca
         convert_state_dict({k: v for k, v in state.items() if k != "layers.1.ffn_norm.weight"}, (4, 4), 2)
     (tmp_path / "code.pt").write_bytes(b"not a checkpoint")
     assert main(["convert", "llamagen", str(tmp_path / "code.pt"), str(tmp_path / "o")]) == 2
-    assert "not a weights-only PyTorch checkpoint" in capsys.readouterr().err
+    assert "not a weights-only PyTorch file" in capsys.readouterr().err
     torch.save({"something": torch.zeros(1)}, tmp_path / "other.pt")
     assert main(["convert", "llamagen", str(tmp_path / "other.pt"), str(tmp_path / "o")]) == 2
     assert "does not hold a LlamaGen GPT state dict" in capsys.readouterr().err

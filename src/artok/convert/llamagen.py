@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from artok.generators.raster import RasterConfig, RasterGenerator
+from artok.hub import read_weights
 from artok.tokens import TokenSpec
 
 #: LlamaGen's class-conditional sizes: width -> (layers, heads)
@@ -49,25 +50,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """The model weights of a LlamaGen checkpoint file (``.pt`` / ``.pth`` with the weights under
     ``model``, ``module``, ``state_dict`` or ``ema``, or at the top level; or ``.safetensors``),
     without executing code."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint file at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - a one-line reason instead of the unpickler's trace
-        raise ValueError(f"{path} is not a weights-only PyTorch checkpoint ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0][:200]})") from None
-    for key in ("model", "module", "state_dict", "ema"):
-        if isinstance(data, dict) and isinstance(data.get(key), dict):
-            data = data[key]
-            break
-    if not isinstance(data, dict) or "tok_embeddings.weight" not in data:
+    state = read_weights(path, "checkpoint", nested=("model", "module", "state_dict", "ema"))
+    if "tok_embeddings.weight" not in state:
         raise ValueError(f"{path} does not hold a LlamaGen GPT state dict (no 'tok_embeddings.weight')")
-    return data
+    return state
 
 
 def convert_state_dict(state: dict[str, torch.Tensor], grid: tuple[int, int] = (16, 16),

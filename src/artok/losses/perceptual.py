@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from artok.hub import read_weights
+
 #: Said (as a warning) when a perceptual loss or LPIPS is asked for without weights.
 PERCEPTUAL_OFF_MESSAGE = (
     "perceptual loss / LPIPS is off: no backbone weights were given. artok downloads nothing; pass a "
@@ -108,21 +110,7 @@ class PerceptualLoss(nn.Module):
 
 
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"perceptual weights {path} do not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ValueError(f"{path} is not a readable weights file: {str(error).splitlines()[0]}") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
-    return state
+    return read_weights(path, "perceptual weights")
 
 
 def _backbone_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
