@@ -54,8 +54,8 @@ class BenchConfig:
         device: torch device.
         dtype: ``auto`` (bf16 on CUDA, fp32 on CPU), ``float32``, ``bfloat16`` or ``float16``.
         samplers: samplers to time: ``engine`` (`SamplingEngine` for raster, `NextScaleEngine` for
-            next-scale) and/or ``plain`` (`sample_raster` / `sample_next_scale`). Other generator
-            kinds always use their own loop.
+            next-scale, `MaskGITEngine` for MaskGIT) and/or ``plain`` (their plain loops). Other
+            generator kinds always use their own loop.
         compile, cuda_graphs, attention: `SamplingEngine` options (``auto`` = the device default).
         tokens: time only the first ``tokens`` decode steps (raster; latency is extrapolated to the
             whole sequence from the per-step time). None: the whole sequence.
@@ -353,8 +353,8 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
     categorical = getattr(generator.config, "head", "categorical") == "categorical"
     if kind == "raster" and not categorical:
         kind = "raster-head"
-    # The engines: `SamplingEngine` (raster) and `NextScaleEngine` (next-scale), categorical heads.
-    samplers = config.samplers if kind == "raster" or (kind == "next-scale" and categorical) else ("plain",)
+    # The engines: `SamplingEngine` (raster), `NextScaleEngine`, `MaskGITEngine`; categorical heads.
+    samplers = config.samplers if kind == "raster" or (kind in ("next-scale", "maskgit") and categorical) else ("plain",)
     for sampler_name in samplers:
         for batch_size in sorted(config.batch_sizes):
             row = _measure(generator, kind, sampler_name, batch_size, sampler, config, device, roofline)
@@ -402,11 +402,13 @@ def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchCo
 
             def run():
                 engine.generate(labels, sampler, torch.Generator(device).manual_seed(config.seed), tokens)
-        elif kind == "next-scale" and sampler_name == "engine":
+        elif kind in ("next-scale", "maskgit") and sampler_name == "engine":
+            from artok.sampling.maskgit_engine import MaskGITEngine
             from artok.sampling.next_scale_engine import NextScaleEngine
 
-            engine = NextScaleEngine(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,
-                                     guidance=sampler.uses_cfg)
+            engine_class = NextScaleEngine if kind == "next-scale" else MaskGITEngine
+            engine = engine_class(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,
+                                  guidance=sampler.uses_cfg)
 
             def run():
                 engine.sample(labels, sampler, torch.Generator(device).manual_seed(config.seed))

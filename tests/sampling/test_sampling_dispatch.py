@@ -69,7 +69,7 @@ def test_wrong_config_kind_is_refused(zoo_generator, tiny_generator):
     assert tokens.ids.shape == (2, 9)
 
 
-@pytest.mark.parametrize("kind", ["raster", "next-scale"])
+@pytest.mark.parametrize("kind", ["raster", "next-scale", "maskgit"])
 def test_engine_option(kind, zoo_generator, tiny_generator):
     """``engine=True`` runs the kind's fast engine (same tokens on CPU), kept on the generator and
     rebuilt after the weights change; ``auto`` on CPU is the plain loop; other kinds refuse True."""
@@ -77,7 +77,7 @@ def test_engine_option(kind, zoo_generator, tiny_generator):
 
     from artok.sampling.dispatch import sample
 
-    generator = tiny_generator if kind == "raster" else zoo_generator("next-scale")
+    generator = tiny_generator if kind == "raster" else zoo_generator(kind)
     labels = torch.tensor([0, 1, 2])
     plain = sample(generator, labels, None, torch.Generator().manual_seed(0), engine=False)
     fast = sample(generator, labels, None, torch.Generator().manual_seed(0), engine=True)
@@ -102,4 +102,4 @@ def test_engine_true_refused_for_other_kinds(zoo_generator):
     from artok.sampling.dispatch import sample
 
     with pytest.raises(ValueError, match="no fast engine"):
-        sample(zoo_generator("maskgit"), torch.tensor([0]), None, engine=True)
+        sample(zoo_generator("mar"), torch.tensor([0]), None, engine=True)

@@ -42,7 +42,7 @@ def add_parser(subparsers) -> str:
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                         help="weights/cache dtype (default: bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--sampler", default="both", choices=("engine", "plain", "both"),
-                        help="samplers to time for raster and next-scale generators: the fast engine, the plain loop, or both (default: both)")
+                        help="samplers to time for raster, next-scale and MaskGIT generators: the fast engine, the plain loop, or both (default: both)")
     parser.add_argument("--compile", type=_switch, default="auto", help="engine torch.compile: auto|on|off")
     parser.add_argument("--cuda-graphs", type=_switch, default="auto", help="engine CUDA graphs: auto|on|off")
     parser.add_argument("--attention", default="auto", choices=("auto", "full", "bucketed"),

@@ -17,8 +17,9 @@ next_x          `NextXSamplerConfig`          `sample_next_x`
 ``config=None`` uses the defaults stored with the checkpoint (``generator.extra["sampling"]``), else
 the kind's defaults.
 
-``engine="auto"`` (the default) samples raster and next-scale generators with a categorical head
-through their fast engines (`SamplingEngine`, `NextScaleEngine`: bf16, compiled, CUDA graphs) when
+``engine="auto"`` (the default) samples raster, next-scale and MaskGIT generators with a categorical
+head through their fast engines (`SamplingEngine`, `NextScaleEngine`, `MaskGITEngine`: bf16,
+compiled, CUDA graphs) when
 the generator is on CUDA; engines are kept on the generator per batch size, so compilation and
 graph capture happen once. Elsewhere, and with ``engine=False``, the plain loops run (on CPU the
 engines would return the same tokens at the same speed). MAR's head loop is captured on CUDA by the
@@ -82,6 +83,10 @@ def sampler_config_for(generator, stored: dict | None = None, overrides: dict | 
     return replace(config, **overrides)
 
 
+#: kinds with a fast engine (categorical heads): `SamplingEngine`, `NextScaleEngine`, `MaskGITEngine`
+ENGINE_KINDS = ("raster", "next-scale", "maskgit")
+
+
 class _EngineCache(dict):
     """Engines kept on a generator (``(kind, batch, guided) -> engine``); a copy of the generator
     starts without them (an engine holds compiled code and graphs tied to the original's weights)."""
@@ -97,16 +102,18 @@ def weights_version(generator) -> tuple:
 
 
 def cached_engine(generator, kind: str, batch_size: int, guided: bool):
-    """The generator's `SamplingEngine` (raster) / `NextScaleEngine` (next-scale) for this batch
-    size, built on first use with the device defaults and rebuilt when the weights changed (an
+    """The generator's `SamplingEngine` (raster) / `NextScaleEngine` (next-scale) / `MaskGITEngine`
+    for this batch size, built on first use with the device defaults and rebuilt when the weights changed (an
     engine samples from a bf16 copy made when it was built)."""
     cache = generator.__dict__.setdefault("_artok_engines", _EngineCache())
     key, version = (kind, batch_size, guided), weights_version(generator)
     if key not in cache or cache[key][0] != version:
         if kind == "raster":
             from artok.sampling.engine import SamplingEngine as engine_class
-        else:
+        elif kind == "next-scale":
             from artok.sampling.next_scale_engine import NextScaleEngine as engine_class
+        else:
+            from artok.sampling.maskgit_engine import MaskGITEngine as engine_class
         cache[key] = (version, engine_class(generator, batch_size, guidance=guided))
     return cache[key][1]
 
@@ -115,7 +122,7 @@ def uses_engine(generator, kind: str, engine: bool | str) -> bool:
     """Whether `sample` runs ``generator`` through a fast engine (see the module docstring)."""
     if engine not in (True, False, "auto"):
         raise ValueError(f"engine must be True, False or 'auto', got {engine!r}")
-    eligible = kind in ("raster", "next-scale") and getattr(generator.config, "head", "categorical") == "categorical"
+    eligible = kind in ENGINE_KINDS and getattr(generator.config, "head", "categorical") == "categorical"
     if engine is True and not eligible:
         raise ValueError(f"no fast engine for {kind!r} generators with a {getattr(generator.config, 'head', None)!r} head")
     on_cuda = next(generator.parameters()).device.type == "cuda"
