@@ -81,7 +81,8 @@ class HeadSampler:
         calls; the key includes the address of every weight, so a head whose weights were moved or
         converted (which a graph would not see) gets a fresh sampler."""
         settings = dict(steps=config.steps, method=config.method, temperature=config.temperature,
-                        diffusion_scale=config.diffusion_scale, guided=guided, final_noise=config.final_noise, **options)
+                        diffusion_scale=config.diffusion_scale, guided=guided,
+                        final_noise=getattr(config, "final_noise", 0.0), **options)
         weights = tuple((p.data_ptr(), p.dtype) for p in head.parameters())
         key = (tuple(sorted(settings.items(), key=lambda item: item[0])), weights)
         per_head = _SAMPLERS.setdefault(head, {})
