@@ -37,7 +37,7 @@ import torch
 from artok.nn import KVCache
 from artok.sampling.logits import cfg_combine, logits_to_probs
 from artok.sampling.loops import SamplerConfig
-from artok.sampling.schedules import cfg_scale_at
+from artok.sampling.schedules import cfg_scale_at, guidance_rows
 from artok.tokens import Tokens
 
 ATTENTION_MODES = ("full", "bucketed")
@@ -121,6 +121,16 @@ def with_dtype(generator, dtype: torch.dtype):
     for parameter in generator.parameters():
         parameter.data = parameter.data.to(dtype)
     return generator
+
+
+def engine_rows(engine, labels: torch.Tensor, guided: bool) -> torch.Tensor:
+    """``labels`` checked against an engine's ``batch_size`` and ``guidance``, as the rows it runs:
+    ``[labels; null]`` under guidance, else ``labels``."""
+    if labels.dim() != 1 or not 1 <= labels.shape[0] <= engine.batch_size:
+        raise ValueError(f"labels must be 1D with 1..{engine.batch_size} entries, got shape {tuple(labels.shape)}")
+    if guided and not engine.guidance:
+        raise ValueError("this engine was built with guidance=False; rebuild it with guidance=True to use CFG")
+    return guidance_rows(labels, engine.model.null_class, guided)
 
 
 class SamplingEngine:
@@ -238,13 +248,7 @@ class SamplingEngine:
     # -- building blocks -----------------------------------------------------------------------
     def rows_for(self, labels: torch.Tensor, guided: bool) -> torch.Tensor:
         """Labels of the doubled batch under guidance (``[labels, null]``), else ``labels``."""
-        if labels.dim() != 1 or not 1 <= labels.shape[0] <= self.batch_size:
-            raise ValueError(f"labels must be 1D with 1..{self.batch_size} entries, got shape {tuple(labels.shape)}")
-        if guided and not self.guidance:
-            raise ValueError("this engine was built with guidance=False; rebuild it with guidance=True to use CFG")
-        if not guided:
-            return labels
-        return torch.cat([labels, torch.full_like(labels, self.model.null_class)])
+        return engine_rows(self, labels, guided)
 
     @torch.no_grad()
     def start(self, labels: torch.Tensor, guided: bool) -> torch.Tensor:

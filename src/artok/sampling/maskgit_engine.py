@@ -14,11 +14,11 @@ from contextlib import nullcontext
 import torch
 
 from artok.sampling.configs import MaskGITSamplerConfig
-from artok.sampling.engine import prepare_engine
+from artok.sampling.engine import engine_rows, prepare_engine
 from artok.sampling.logits import cfg_combine, exponential_noise, logits_to_probs
 from artok.sampling.mask_schedules import masked_counts
 from artok.sampling.masked import gumbel_noise, remask_least_confident
-from artok.sampling.schedules import cfg_scale_at, guidance_rows
+from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
 
 
@@ -50,13 +50,9 @@ class MaskGITEngine:
         `sample_maskgit` (exactly on CPU; up to bf16/kernel differences on CUDA)."""
         model = self.model
         batch, guided = labels.shape[0], config.uses_cfg
-        if labels.dim() != 1 or not 1 <= batch <= self.batch_size:
-            raise ValueError(f"labels must be 1D with 1..{self.batch_size} entries, got shape {tuple(labels.shape)}")
-        if guided and not self.guidance:
-            raise ValueError("this engine was built with guidance=False; rebuild it with guidance=True to use CFG")
+        rows = engine_rows(self, labels, guided)
         spec, device = model.spec, labels.device
         seq_len, vocab = spec.seq_len, spec.vocab_size
-        rows = guidance_rows(labels, model.null_class, guided)
         counts = masked_counts(seq_len, config.iterations, config.mask_schedule)
         ids = torch.zeros(batch, seq_len, dtype=torch.long, device=device)
         mask = torch.ones(batch, seq_len, dtype=torch.bool, device=device)

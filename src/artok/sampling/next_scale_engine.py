@@ -23,9 +23,9 @@ import torch
 from artok.nn import KVCache
 from artok.sampling.configs import NextScaleSamplerConfig
 from artok.sampling.next_scale import next_scale_input
-from artok.sampling.engine import prepare_engine
+from artok.sampling.engine import engine_rows, prepare_engine
 from artok.sampling.logits import cfg_combine, logits_to_probs
-from artok.sampling.schedules import cfg_scale_at, guidance_rows
+from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
 
 
@@ -83,11 +83,7 @@ class NextScaleEngine:
         `sample_next_scale` returns (exactly on CPU; up to bf16/kernel differences on CUDA)."""
         model = self.model
         batch, guided = labels.shape[0], config.uses_cfg
-        if labels.dim() != 1 or not 1 <= batch <= self.batch_size:
-            raise ValueError(f"labels must be 1D with 1..{self.batch_size} entries, got shape {tuple(labels.shape)}")
-        if guided and not self.guidance:
-            raise ValueError("this engine was built with guidance=False; rebuild it with guidance=True to use CFG")
-        rows = guidance_rows(labels, model.null_class, guided)
+        rows = engine_rows(self, labels, guided)
         caches = self.caches(rows.shape[0])
         cond = model.condition(rows)
         quantizer = model.scale_quantizer
