@@ -126,3 +126,18 @@ def test_cached_samplers_do_not_keep_heads_alive():
     del head
     gc.collect()
     assert alive() is None
+
+
+@pytest.mark.parametrize("name", ["ddpm", "euler"])
+def test_final_mean_with_shared_noise(name):
+    """`HeadSampler.final_mean` is `continuous.final_mean` on pre-drawn noise (what continuous
+    speculative decoding shares between heads); Euler reads only the first of the slices given."""
+    from artok.sampling.continuous import final_mean, noise_count
+
+    head = _randomised(HEADS[name]())
+    g = torch.Generator().manual_seed(4)
+    z, noise = torch.randn(8, 8, generator=g), torch.randn(noise_count(5), 4, 3, generator=g)
+    scale = torch.tensor([1.0, 2.0, 3.0, 1.5])
+    sampler = HeadSampler(head, steps=5, guided=True, cuda_graphs=False)
+    expected = final_mean(head, z, steps=5, guided=True, cfg_scale=scale, noise=noise)
+    assert torch.equal(sampler.final_mean(z, noise, scale), expected)

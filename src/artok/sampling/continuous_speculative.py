@@ -52,12 +52,8 @@ from dataclasses import dataclass
 import torch
 
 from artok.sampling.configs import MARSamplerConfig
-from artok.sampling.continuous import (
-    _resolve_method,
-    final_mean,
-    noise_count,
-    sample_head,
-)
+from artok.sampling.continuous import _resolve_method, noise_count
+from artok.sampling.head_graphs import HeadSampler
 from artok.sampling.mar import mar_cfg_scale
 from artok.sampling.mask_schedules import masked_counts
 from artok.sampling.schedules import doubler, guidance_rows
@@ -211,8 +207,9 @@ def speculative_sample_mar(
     synchronous = target.config.decoder_depth > 0 or draft.config.decoder_depth > 0
     rows = guidance_rows(labels, target.null_class, guided)
     double = doubler(guided)
-    head_options = dict(steps=config.steps, method=config.method, temperature=config.temperature,
-                        diffusion_scale=config.diffusion_scale, guided=guided)
+    # The heads' step loops, on CUDA one graph replay per call (`HeadSampler`).
+    draft_head = HeadSampler.for_config(draft.head, config, guided)
+    target_head = HeadSampler.for_config(target.head, config, guided)
     std = config.final_noise
     num_iterations = config.iterations
     # unknown[i]: tokens still unknown before iteration i (i = 0 .. T; 0 from T on); scale[i]: its CFG.
@@ -247,7 +244,7 @@ def speculative_sample_mar(
             count = z.shape[0] // 2 if guided else z.shape[0]
             token_scale = scale[(position + j).clamp(max=num_iterations - 1)][:, None].expand(batch, seq_len)[predict]
             noise = torch.randn(noise_count(config.steps), count, channels, generator=rng, device=device)
-            mean_q = final_mean(draft.head, z, cfg_scale=token_scale, noise=noise, **head_options)
+            mean_q = draft_head.final_mean(z, noise, token_scale)
             tokens = mean_q + std * torch.randn(mean_q.shape, generator=rng, device=device)
             draft_values[predict] = tokens.to(draft_values.dtype)
             drafts.append(_Draft(predict, noise, mean_q, tokens, token_scale))
@@ -267,10 +264,8 @@ def speculative_sample_mar(
             z_all = torch.cat([h[0] for h in halves] + [h[1] for h in halves])
         else:
             z_all = torch.cat(z_parts)
-        mean_p_all = final_mean(
-            target.head, z_all, cfg_scale=torch.cat([d.cfg_scale for d in drafts]),
-            noise=torch.cat([d.noise for d in drafts], dim=1), **head_options,
-        )
+        mean_p_all = target_head.final_mean(z_all, torch.cat([d.noise for d in drafts], dim=1),
+                                            torch.cat([d.cfg_scale for d in drafts]))
         mean_p = mean_p_all.split([d.tokens.shape[0] for d in drafts])
         # Accept per token; a row's first iteration with a rejection ends what it keeps.
         accepted, row_ok = [], []
@@ -305,9 +300,7 @@ def speculative_sample_mar(
             predict = bonus_predict & bonus[:, None]
             z = z_states[-1][double(predict)]
             token_scale = scale[(position + span).clamp(max=num_iterations - 1)][:, None].expand(batch, seq_len)[predict]
-            values[predict] = sample_head(
-                target.head, z, cfg_scale=token_scale, final_noise=std, rng=rng, **head_options
-            ).to(values.dtype)
+            values[predict] = target_head(z, token_scale, rng).to(values.dtype)
         position = position + keep + bonus.long()
     stats = SpeculativeStats(
         mean_accepted=float((num_iterations / row_passes.clamp_min(1)).mean()),

@@ -105,6 +105,16 @@ class HeadSampler:
         return torch.stack([torch.randn(shape, generator=rng, device=self.device) for _ in range(self.draws)])
 
     @torch.no_grad()
+    def final_mean(self, z: torch.Tensor, noise: torch.Tensor, cfg_scale: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """`artok.sampling.continuous.final_mean` with pre-drawn ``noise`` (at least ``draws`` slices;
+        the extra ones are unused): a graph replay on CUDA. Continuous speculative decoding runs its
+        draft and target heads on shared noise this way."""
+        noise = noise[: self.draws]
+        if self.cuda_graphs:
+            return self._replay(z, noise, cfg_scale)
+        return self._loop(z, noise, cfg_scale)
+
+    @torch.no_grad()
     def __call__(self, z: torch.Tensor, cfg_scale: float | torch.Tensor = 1.0,
                  rng: torch.Generator | None = None) -> torch.Tensor:
         rows = z.shape[0] // 2 if self.guided else z.shape[0]
