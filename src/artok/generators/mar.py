@@ -140,12 +140,17 @@ class MARGenerator(Generator):
         buffer = self.class_embedding(labels).unsqueeze(1).expand(-1, self.config.buffer_size, -1)
         return torch.cat([buffer, x], dim=1)
 
+    def embed_values(self, values: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``B x L x dim`` of scaled tokens (samplers keep tokens in fp32; the
+        projection runs in the weights' dtype)."""
+        return self.token_proj(values.to(self.token_proj.weight.dtype))
+
     def condition_vectors(self, values: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Head conditions ``z`` ``B x L x dim`` for scaled tokens ``values`` (``B x L x D``, model
         space: already multiplied by ``token_scale``) with unknown positions ``mask`` (``B x L``,
         True = unknown). With the encoder/decoder split every row must hide the same count."""
         buffer = self.config.buffer_size
-        x = self.token_proj(values.to(self.token_proj.weight.dtype))
+        x = self.embed_values(values)
         if not self.config.decoder_depth:
             x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
             x = self._with_buffer(x, labels) + self.encoder_position

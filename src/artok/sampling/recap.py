@@ -159,7 +159,7 @@ def sample_maskgit_recap(generator, labels: torch.Tensor, config: MaskGITSampler
 
 
 def _mar_inputs(generator, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    x = generator.token_proj(values.to(generator.token_proj.weight.dtype))
+    x = generator.embed_values(values)
     return torch.where(mask.unsqueeze(-1), generator.mask_token.to(x.dtype), x)
 
 
