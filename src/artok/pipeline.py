@@ -5,6 +5,7 @@ sampling images, and the demo (train tokenizer -> encode -> train generator -> s
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,8 @@ from artok.evaluation import (
     ssim,
 )
 from artok.generators import RasterConfig, RasterGenerator
-from artok.hub import from_pretrained, save_pretrained
+from artok.hub import atomic_write_text, from_pretrained, save_pretrained
+from artok.provenance import run_metadata
 from artok.sampling import SamplerConfig, sample, sample_speculative
 from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig, Tokenizer
 from artok.training import TrainConfig, encode_dataset, train_generator, train_tokenizer
@@ -162,6 +164,44 @@ class DemoConfig:
     resume: bool = False
     progress: bool = True
     limit: int | None = None
+    image_size: int | None = None
+    checkpoint_every: int | None = None
+    checkpoint_minutes: float = 10.0
+    keep: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "tokenizer_steps", "samples_per_class", "limit", "image_size", "checkpoint_every"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if self.cfg_scale is not None and not (math.isfinite(self.cfg_scale) and self.cfg_scale >= 0):
+            raise ValueError(f"cfg-scale must be a finite number >= 0, got {self.cfg_scale}")
+
+
+def checkpoint_schedule(train: TrainConfig, every: int | None, minutes: float, keep: int) -> TrainConfig:
+    """``train`` with periodic checkpoints: every ``every`` steps (default: every 10% of the run)
+    or every ``minutes`` minutes, whichever comes first; ``keep`` of them kept."""
+    every = every if every is not None else max(1, train.steps // 10)
+    return replace(train, checkpoint_every=every, checkpoint_minutes=minutes, keep=keep)
+
+
+def tokenizer_reference(tokenizer_dir: str | Path, generator_dir: str | Path) -> str:
+    """How a generator folder records its tokenizer: the path relative to the generator folder,
+    so the pair can be moved or shared together (an absolute path when no relative one exists)."""
+    import os
+
+    tokenizer_dir, generator_dir = Path(tokenizer_dir).resolve(), Path(generator_dir).resolve()
+    try:
+        return os.path.relpath(tokenizer_dir, generator_dir)
+    except ValueError:  # another drive on Windows
+        return str(tokenizer_dir)
+
+
+def recorded_tokenizer(generator_dir: str | Path, recorded: str) -> Path:
+    """The tokenizer folder a generator recorded: relative paths are relative to the generator
+    folder; older folders stored absolute paths, which still load."""
+    path = Path(recorded)
+    return path if path.is_absolute() else Path(generator_dir) / path
 
 
 def run_demo(config: DemoConfig) -> dict:
@@ -170,15 +210,16 @@ def run_demo(config: DemoConfig) -> dict:
     started = time.perf_counter()
     torch.manual_seed(config.seed)
     out = Path(config.out)
+    train = load_dataset(config.dataset, "train", limit=config.limit, image_size=config.image_size)
+    test = load_dataset(config.dataset, "test", image_size=config.image_size)
     out.mkdir(parents=True, exist_ok=True)
-    train = load_dataset(config.dataset, "train", limit=config.limit)
-    test = load_dataset(config.dataset, "test")
     preset = preset_for(train)
     timings = {}
 
     tokenizer_train = replace(preset.tokenizer_train, device=config.device, seed=config.seed, progress=config.progress)
     if config.tokenizer_steps:
         tokenizer_train = replace(tokenizer_train, steps=config.tokenizer_steps)
+    tokenizer_train = checkpoint_schedule(tokenizer_train, config.checkpoint_every, config.checkpoint_minutes, config.keep)
     tokenizer = CNNTokenizer(preset.tokenizer)
     probe = _subset(test, 256)
 
@@ -201,6 +242,7 @@ def run_demo(config: DemoConfig) -> dict:
     generator_train = replace(preset.generator_train, device=config.device, seed=config.seed, progress=config.progress)
     if config.steps:
         generator_train = replace(generator_train, steps=config.steps)
+    generator_train = checkpoint_schedule(generator_train, config.checkpoint_every, config.checkpoint_minutes, config.keep)
     generator_config = RasterConfig(token_spec=tokenizer.spec.to_dict(), num_classes=train.num_classes, **preset.generator)
     generator = RasterGenerator(generator_config)
     sampler = preset.sampler if config.cfg_scale is None else replace(preset.sampler, cfg_scale=config.cfg_scale)
@@ -213,7 +255,7 @@ def run_demo(config: DemoConfig) -> dict:
         metrics = evaluate_samples(config.dataset, images, probe_labels, train, test, device=config.device,
                                    progress=config.progress, with_floor=False)
         model.train(was_training)
-        return {k: metrics[k] for k in ("class_accuracy", "fd") if k in metrics}
+        return {**{k: metrics[k] for k in ("class_accuracy", "fd") if k in metrics}, "images": images}
 
     tick = time.perf_counter()
     generator_result = train_generator(
@@ -223,7 +265,7 @@ def run_demo(config: DemoConfig) -> dict:
     timings["generator_train_s"] = time.perf_counter() - tick
     generator = generator_result.final_model.eval()
     save_pretrained(generator, out / "generator", extra={
-        "sampling": sampler.to_dict(), "tokenizer": str((out / "tokenizer").resolve()), "dataset": config.dataset,
+        "sampling": sampler.to_dict(), "tokenizer": tokenizer_reference(out / "tokenizer", out / "generator"), "dataset": config.dataset,
         "class_names": train.class_names})
 
     per_class = config.samples_per_class or preset.samples_per_class
@@ -244,7 +286,8 @@ def run_demo(config: DemoConfig) -> dict:
         **{f"time.{k}": v for k, v in timings.items()},
     })
     metrics["seconds_total"] = time.perf_counter() - started
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    metrics["run"] = run_metadata(config.seed, config.device)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     _demo_report(out, config, train, test, tokenizer, images, per_class, tokenizer_result, generator_result, metrics, sampler)
     return metrics
 
@@ -258,7 +301,7 @@ def _demo_report(out, config, train, test, tokenizer, images, per_class, tokeniz
         f"{metrics['seconds_total']:.0f} s; samples use CFG scale {sampler.cfg_scale} ({sampler.cfg_schedule})."
     )
     report.add_heading("Metrics")
-    report.add_metrics_table({k: v for k, v in metrics.items() if not k.startswith("time.")})
+    report.add_metrics_table({k: v for k, v in metrics.items() if not k.startswith("time.") and k != "run"})
     shown = min(len(test), 16)
     real, _ = test.batch(torch.arange(shown))
     reconstruction = tokenizer.decode(tokenizer.encode(real.to(next(tokenizer.parameters()).device))).cpu()
@@ -273,8 +316,9 @@ def _demo_report(out, config, train, test, tokenizer, images, per_class, tokeniz
     save_image_grid(out / "reconstructions.png", torch.cat([real, reconstruction]), nrow=shown, scale=4)
     report.add_heading("Training curves")
     for name, result in (("tokenizer", tokenizer_result), ("generator", generator_result)):
-        steps = [h["step"] for h in result.history]
-        report.add_plot((steps, {f"{name} loss": [h["loss"] for h in result.history]}), caption=f"{name} training loss",
+        records = [h for h in result.history if "loss" in h]  # skipped (non-finite) steps have none
+        steps = [h["step"] for h in records]
+        report.add_plot((steps, {f"{name} loss": [h["loss"] for h in records]}), caption=f"{name} training loss",
                         xlabel="step", ylabel="loss", logy=True)
     for name, result, key in (("tokenizer", tokenizer_result, "psnr"), ("generator", generator_result, "class_accuracy")):
         points = [e for e in result.evaluations if key in e]
@@ -286,11 +330,16 @@ def _demo_report(out, config, train, test, tokenizer, images, per_class, tokeniz
 
 def load_pair(generator_dir: str | Path, tokenizer_dir: str | Path | None = None, device: str = "cpu"):
     """Load a generator and its tokenizer (by default the one recorded in the generator's config)."""
-    generator = from_pretrained(generator_dir, device)
-    tokenizer_dir = tokenizer_dir or generator.extra.get("tokenizer")
+    generator = from_pretrained(generator_dir, device, role="generator")
     if tokenizer_dir is None:
-        raise ValueError(f"{generator_dir} does not record its tokenizer; pass --tokenizer DIR")
-    tokenizer = from_pretrained(tokenizer_dir, device)
+        recorded = generator.extra.get("tokenizer")
+        if not isinstance(recorded, str):
+            raise ValueError(f"{generator_dir} does not record its tokenizer; pass --tokenizer DIR")
+        tokenizer_dir = recorded_tokenizer(generator_dir, recorded)
+        if not Path(tokenizer_dir).is_dir():
+            raise FileNotFoundError(f"the tokenizer recorded by {generator_dir} ({recorded}) is not there; "
+                                    "pass --tokenizer DIR")
+    tokenizer = from_pretrained(tokenizer_dir, device, role="tokenizer")
     if tokenizer.spec != generator.spec:
         raise ValueError(f"tokenizer {tokenizer_dir} emits {tokenizer.spec}, but the generator models {generator.spec}")
     own_quantizer = getattr(generator, "scale_quantizer", None)

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from artok.data.errors import DatasetError
+from artok.hub import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -205,17 +206,11 @@ def write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     Stored uncompressed: uint8 pixels are already 3x smaller than the JSON, and skipping zlib makes
     a cached Fashion-MNIST load take ~0.1 s instead of ~0.5 s.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
+    def write(temporary):
+        with open(temporary, "wb") as file:
             np.savez(file, images=images, labels=labels, format=np.array(CACHE_FORMAT))
-        # mkstemp creates the file private (0600); a dataset cache may be shared like any download.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def read_cache(path: Path) -> tuple[np.ndarray, np.ndarray] | None:

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from artok.data.base import ImageDataset
+from artok.hub import atomic_write
 from artok.tokens import Tokens, TokenSpec
 
 CACHE_VERSION = 1
@@ -72,18 +72,6 @@ def cache_paths(tokenizer: torch.nn.Module, dataset: ImageDataset, cache_dir: st
     return directory / f"{stem}.npy", directory / f"{stem}.json"
 
 
-def _atomic_save(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def load_cached_tokens(data_path: Path, meta_path: Path) -> Tokens:
     """Open a cache entry; the tensor is a copy-on-write memory map of the ``.npy`` file."""
     meta = json.loads(meta_path.read_text())
@@ -127,7 +115,7 @@ def cached_tokens(
         with open(tmp, "wb") as handle:
             np.save(handle, array)
 
-    _atomic_save(data_path, write_array)
+    atomic_write(data_path, write_array)
     meta = {
         "version": CACHE_VERSION,
         "spec": tokens.spec.to_dict(),
@@ -139,5 +127,5 @@ def cached_tokens(
         "shape": list(array.shape),
         "dtype": str(array.dtype),
     }
-    _atomic_save(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
     return load_cached_tokens(data_path, meta_path)

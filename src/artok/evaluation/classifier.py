@@ -19,7 +19,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from artok.data.base import ImageDataset
+from artok.hub import atomic_write
 
 #: Bump when the architecture or the default training recipe changes: old cache entries are then
 #: ignored (they stay on disk under their old key) instead of being loaded into a different model.
@@ -292,29 +292,16 @@ def classifier_cache_key(dataset_name: str, channels: int, image_size: tuple[int
     return f"{slug}-{channels}x{height}x{width}-{CLASSIFIER_VERSION}-{digest}"
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(temporary_path)``, then rename the file onto ``path`` (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_reference_classifier(classifier: ReferenceClassifier, directory: str | Path, metadata: dict | None = None) -> Path:
     """Write ``model.safetensors`` then ``config.json`` (the model config plus ``metadata``) to
     ``directory``, each atomically; ``config.json`` is written last, so its presence marks a
     complete entry."""
     directory = Path(directory)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in classifier.state_dict().items()}
-    _atomic_write(directory / "model.safetensors", lambda path: save_file(state, path))
+    atomic_write(directory / "model.safetensors", lambda path: save_file(state, path))
     record = {"version": CLASSIFIER_VERSION, "model": asdict(classifier.config), **(metadata or {})}
     text = json.dumps(record, indent=2, sort_keys=True)
-    _atomic_write(directory / "config.json", lambda path: Path(path).write_text(text))
+    atomic_write(directory / "config.json", lambda path: Path(path).write_text(text))
     return directory
 
 

@@ -31,6 +31,10 @@ class GeneratorConfig:
         """Raise ValueError for a field every generator shares that is out of range."""
         if self.num_classes < 1:
             raise ValueError(f"need num_classes >= 1, got {self.num_classes}")
+        for name in ("dim", "num_heads", "depth", "encoder_depth"):
+            value = getattr(self, name, 1)
+            if isinstance(value, int) and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
         if self.dim % self.num_heads:
             raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
         if not 0.0 <= self.class_dropout < 1.0:
@@ -39,6 +43,8 @@ class GeneratorConfig:
 
 class Generator(nn.Module):
     """Base class for token generators (``config`` is a `GeneratorConfig`)."""
+
+    model_role = "generator"
 
     config: GeneratorConfig
 

@@ -14,6 +14,7 @@ from artok.generators.next_scale import NextScaleConfig, NextScaleGenerator
 from artok.generators.next_x import NextXConfig, NextXGenerator
 from artok.generators.raster import RasterConfig, RasterGenerator
 from artok.tokens import Tokens
+from artok.typed_config import check_field, type_hints
 
 GENERATOR_KINDS = ("raster", "next-scale", "maskgit", "mar", "next-x", "dimwise", "bitwise")
 _RASTER_HEADS = {"raster": "categorical", "dimwise": "dimwise", "bitwise": "bitwise"}
@@ -28,7 +29,12 @@ def _checked_options(kind: str, options: dict) -> dict:
     known = {f.name for f in fields(config_class)} - {"token_spec", "quantizer"}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise ValueError(f"{kind} generator has no option(s) {unknown}; options: {sorted(known)}")
+        raise ValueError(f"{kind} generator has no option(s) {unknown}; options: {sorted(known)} "
+                         f"(see artok options {kind})")
+    hints = type_hints(config_class)
+    for name, value in options.items():
+        if name in hints:
+            check_field(name, value, hints[name], f"{kind} generator options")
     return options
 
 
@@ -64,6 +70,13 @@ def build_generator(kind: str, tokenizer, num_classes: int, tokens: Tokens | Non
     if kind in _RASTER_HEADS:
         options.setdefault("head", _RASTER_HEADS[kind])
     options = _checked_options(kind, options)
+    try:
+        return _build(kind, tokenizer, spec, num_classes, options)
+    except (TypeError, KeyError, IndexError, ZeroDivisionError) as error:  # a value the config checks missed
+        raise ValueError(f"{kind} generator options: {' '.join(str(error).split())}") from None
+
+
+def _build(kind: str, tokenizer, spec, num_classes: int, options: dict) -> Generator:
     if kind in _RASTER_HEADS:
         return RasterGenerator(RasterConfig(token_spec=spec.to_dict(), num_classes=num_classes, **options))
     if kind == "next-scale":

@@ -61,8 +61,10 @@ def _lookup_kind(kind: str) -> tuple[type[Quantizer], type]:
 
 def build_quantizer(kind: str, **kwargs: Any) -> Quantizer:
     """Build a quantizer by kind name, e.g. ``build_quantizer("fsq", levels=(8, 5, 5, 5))``."""
+    from artok.typed_config import build_config
+
     quantizer_class, config_class = _lookup_kind(kind)
-    return quantizer_class(config_class(**kwargs))
+    return quantizer_class(build_config(config_class, kwargs, f"{kind} quantizer options", fixed=("dim",)))
 
 
 def quantizer_from_config(kind: str, config: dict[str, Any]) -> Quantizer:

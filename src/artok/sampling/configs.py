@@ -7,6 +7,7 @@ the raster `SamplerConfig` of older checkpoints and still loads.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from artok.sampling.continuous import HEAD_METHODS
@@ -15,7 +16,17 @@ from artok.sampling.mask_schedules import MASK_SCHEDULES
 from artok.sampling.schedules import CFG_SCHEDULES
 
 
+def check_finite_numbers(config) -> None:
+    """Every float field finite: NaN passes every ``<``/``>`` range check, and a NaN temperature or
+    CFG scale otherwise samples all-zero tokens without an error."""
+    for field in fields(config):
+        value = getattr(config, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{field.name} must be a finite number, got {value}")
+
+
 def _check_token_options(config) -> None:
+    check_finite_numbers(config)
     if config.temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {config.temperature}")
     if getattr(config, "top_k", 0) < 0:
@@ -29,6 +40,7 @@ def _check_token_options(config) -> None:
 
 
 def _check_head_options(config) -> None:
+    check_finite_numbers(config)
     if config.steps < 1:
         raise ValueError(f"steps must be >= 1, got {config.steps}")
     if config.method not in HEAD_METHODS:

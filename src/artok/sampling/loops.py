@@ -12,6 +12,8 @@ order, produce the same tokens for the same seed; the test suite checks they are
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 
 import torch
@@ -41,6 +43,9 @@ class SamplerConfig:
     cfg_schedule: str = "constant"
 
     def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "cfg_scale"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.top_k < 0:

@@ -27,6 +27,7 @@ class TokenizerOutput:
 class Tokenizer(nn.Module):
     """Base class. Subclasses implement `encode_latents`, `decode_latents`, `spec` and own a ``quantizer``."""
 
+    model_role = "tokenizer"
     config: object
     quantizer: nn.Module
 

@@ -15,6 +15,7 @@ the shared loop (`artok.training.loop.train`). `TokenizerLossConfig` adds, optio
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +24,15 @@ import torch
 from artok.data.base import ImageDataset
 from artok.losses import AdversarialLoss, GANConfig, PerceptualLoss, load_perceptual_loss, reconstruction_loss
 from artok.tokenizers.base import Tokenizer
-from artok.training.loop import TrainConfig, TrainingSession, TrainResult, batch_indices, check_finite, train
+from artok.training.loop import (
+    TrainConfig,
+    TrainingSession,
+    TrainingWarning,
+    TrainResult,
+    batch_indices,
+    non_finite_reason,
+    train,
+)
 from artok.training.optim import build_optimizer, warmup_cosine
 
 
@@ -175,10 +184,16 @@ def _train_adversarial(
                                  perceptual_weight=losses.perceptual_weight)
             generator = adversarial.generator_loss(out["reconstruction"], out["reconstruction_loss"], last_layer, step)
         loss = out["loss"] + generator["loss"]
-        check_finite(loss, step)
         session.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), clip)
+        reason = non_finite_reason(loss)
+        if reason is None:
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), clip)
+            reason = non_finite_reason(loss, grad_norm)
+        if reason is not None:
+            session.optimizer.zero_grad(set_to_none=True)
+            session.skip(step, reason)
+            continue
         session.optimizer.step()
         session.scheduler.step()
         # Discriminator step on the same batch (no update before the start step).
@@ -187,9 +202,15 @@ def _train_adversarial(
             disc = adversarial.discriminator_loss(images, out["reconstruction"].detach(), step)
         if adversarial.active(step):
             d_optimizer.zero_grad(set_to_none=True)
-            disc["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(adversarial.parameters(), clip)
-            d_optimizer.step()
+            d_reason = non_finite_reason(disc["loss"])
+            if d_reason is None:
+                disc["loss"].backward()
+                d_reason = non_finite_reason(disc["loss"], torch.nn.utils.clip_grad_norm_(adversarial.parameters(), clip))
+            if d_reason is None:
+                d_optimizer.step()
+            else:  # the tokenizer step stands; only the discriminator's update is dropped
+                d_optimizer.zero_grad(set_to_none=True)
+                warnings.warn(f"discriminator update of step {step + 1} skipped: {d_reason}", TrainingWarning, stacklevel=2)
             d_scheduler.step()
         metrics = {k: v for k, v in out.items() if k not in ("loss", "reconstruction", "reconstruction_loss")}
         metrics.update({k: v for k, v in generator.items() if k != "loss"})

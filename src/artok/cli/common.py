@@ -1,0 +1,228 @@
+"""What every command shares: argument types that refuse nonsense (NaN, inf, negative counts) with
+one line, the device and output checks every command runs before any work, ``--config FILE``,
+and the one-line parser error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse's errors as one line (``artok: error: ...``) with exit status 2, instead of the
+    usage block followed by the message."""
+
+    def error(self, message: str):
+        self.exit(2, f"artok: error: {message} (see '{self.prog} --help')\n")
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def finite_float(text: str) -> float:
+    value = _number(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def nonnegative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def probability(text: str) -> float:
+    value = finite_float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1 ... (default: cpu)")
+    parser.add_argument("--seed", type=nonnegative_int, default=0,
+                        help="seed for initialisation, batch order and sampling (default: 0)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error instead of one line")
+
+
+def add_checkpointing(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("checkpoints (OUT/checkpoint.pt: atomic, resumable with --resume)")
+    group.add_argument("--checkpoint-every", type=positive_int,
+                       help="write a checkpoint every N steps (default: every 10%% of the run)")
+    group.add_argument("--checkpoint-minutes", type=nonnegative_float, default=10.0,
+                       help="also write one when this many minutes passed since the last (default: 10; 0 = off)")
+    group.add_argument("--keep", type=positive_int, default=1,
+                       help="checkpoints kept as OUT/checkpoint-STEP.pt (default: 1 = only the latest)")
+    group.add_argument("--resume", action="store_true",
+                       help="continue from the newest readable checkpoint in OUT (says so when there is none)")
+
+
+def check_device(text: str) -> str:
+    """``text`` if it names a device this process can use, else a one-line ValueError."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {text!r} is not a device; use cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            built = "with" if torch.backends.cuda.is_built() else "without"
+            raise ValueError(f"--device {text}: no CUDA device is visible (torch {torch.__version__} built {built} CUDA); "
+                             "use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {text}: MPS is not available here; use --device cpu")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {text}: artok runs on cpu, cuda or mps")
+    return text
+
+
+def _existing_ancestor(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_output_dir(text: str, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that is a file or cannot be created or written."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {text} is an existing file; give a folder (created if missing)")
+    ancestor = _existing_ancestor(path)
+    if not ancestor.is_dir():
+        raise ValueError(f"{flag} {text}: {ancestor} is a file, so the folder cannot be created")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {text}: {ancestor} is not writable; choose another folder")
+    return path
+
+
+def check_output_file(text: str, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output file that is a folder or whose folder cannot be written."""
+    path = Path(text)
+    if path.is_dir():
+        raise ValueError(f"{flag} {text} is a folder; give a file name, e.g. {Path(text) / 'samples.png'}")
+    check_output_dir(str(path.parent) if str(path.parent) else ".", flag)
+    return path
+
+
+def json_object(text: str | None, flag: str) -> dict:
+    """``--*-options`` JSON: an object, or a one-line error that shows the expected form."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{flag} is not valid JSON ({error.msg} at character {error.pos}); "
+                         f"write an object, e.g. '{{\"dim\": 64}}'") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object of config fields, e.g. '{{\"dim\": 64}}', got {text!r}")
+    return value
+
+
+def read_config_file(path: str) -> dict:
+    """The options of ``--config FILE`` (JSON, or YAML when the file ends in .yaml/.yml)."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"--config {path} does not exist")
+    text = file.read_text()
+    try:
+        if file.suffix in (".yaml", ".yml"):
+            import yaml
+
+            values = yaml.safe_load(text)
+        else:
+            values = json.loads(text)
+    except Exception as error:  # noqa: BLE001 - json and yaml raise their own types
+        raise ValueError(f"--config {path} is not valid {'YAML' if file.suffix in ('.yaml', '.yml') else 'JSON'} "
+                         f"({' '.join(str(error).split())[:120]})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"--config {path} must hold an object of options (e.g. {{\"steps\": 500}}), "
+                         f"got a {type(values).__name__}")
+    return values
+
+
+def apply_config_file(parser: argparse.ArgumentParser, path: str) -> None:
+    """Make the options in ``path`` the defaults of ``parser`` (flags given on the command line
+    still win). Keys are option names (``steps``, ``cfg-scale`` or ``cfg_scale``); each value goes
+    through the option's own type check."""
+    values = read_config_file(path)
+    actions = {action.dest: action for action in parser._actions if action.option_strings}
+    defaults = {}
+    for key, value in values.items():
+        dest = str(key).lstrip("-").replace("-", "_")
+        action = actions.get(dest)
+        if action is None or dest in ("config", "help"):
+            known = ", ".join(sorted(name.replace("_", "-") for name in actions if name not in ("config", "help")))
+            raise ValueError(f"--config {path}: {parser.prog} has no option {key!r}; options: {known}")
+        defaults[dest] = _config_value(action, value, path, key)
+        action.required = False
+    parser.set_defaults(**defaults)
+
+
+def _config_value(action: argparse.Action, value, path: str, key: str):
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+        if not isinstance(value, bool):
+            raise ValueError(f"--config {path}: {key} must be true or false, got {value!r}")
+        return value
+    if isinstance(value, (dict, list)):
+        if action.dest.endswith("_options"):
+            return json.dumps(value)
+        raise ValueError(f"--config {path}: {key} must be a single value, got {value!r}")
+    text = str(value)
+    try:
+        converted = action.type(text) if action.type else text
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as error:
+        raise ValueError(f"--config {path}: {key}: {error}") from None
+    if action.choices is not None and converted not in action.choices:
+        raise ValueError(f"--config {path}: {key} must be one of {', '.join(map(str, action.choices))}, got {value!r}")
+    return converted
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as ``artok: warning: ...`` lines (no source path, no category name)."""
+    text = " ".join(str(message).split())
+    print(f"artok: warning: {text}", file=file or sys.stderr)
