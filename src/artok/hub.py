@@ -66,8 +66,8 @@ def atomic_write(path: str | os.PathLike, write) -> Path:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
     try:
+        write(temporary)  # some writers (safetensors) replace the file, so the mode is set after
         os.chmod(temporary, 0o666 & ~current_umask())
-        write(temporary)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
