@@ -263,16 +263,21 @@ COMMANDS = {
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
-    """Parse ``argv``; with ``--config FILE`` its options become the command's defaults and the
-    command line is parsed again (so flags given there win)."""
-    args = parser.parse_args(argv)
-    if getattr(args, "config", None):
-        command = parser.subcommands[args.command]
-        from artok.cli.common import apply_config_file
+    """Parse ``argv``; with ``--config FILE`` its options first become the command's defaults (so
+    flags given on the command line win, and options the file gives are no longer required)."""
+    from artok.cli.common import apply_config_file
 
-        apply_config_file(command, args.config)
-        args = parser.parse_args(argv)
-    return args
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = next((word for word in words if word in parser.subcommands), None)
+    config = None
+    for index, word in enumerate(words):
+        if word == "--config" and index + 1 < len(words):
+            config = words[index + 1]
+        elif word.startswith("--config="):
+            config = word.split("=", 1)[1]
+    if command is not None and config is not None:
+        apply_config_file(parser.subcommands[command], config)
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,7 +81,7 @@ def _npm_executable() -> str | None:
 
 def _how_to_get(image_set: NpmImageSet) -> str:
     return (
-        f"or pass root= a folder holding the IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+        f"or, from Python, call load_dataset(name, root=FOLDER) with a folder holding the IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
         f"t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]) for {image_set.package}"
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,12 +23,14 @@ def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Load a checkpoint written by `save_checkpoint` (tensors and plain containers only)."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on foreign pickles are noise next to our error
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise FileNotFoundError(f"no checkpoint at {path}") from None
     except Exception as error:  # unpickling errors carry long messages (and unsafe advice); keep one line
-        raise ValueError(f"{path} is not a readable artok checkpoint ({unpickling_reason(error)}); "
-                         "artok never loads files that can run code: delete it or train into a new --out") from None
+        raise ValueError(f"{path} is not a readable artok checkpoint: {unpickling_reason(error)}, and artok never "
+                         "loads files that can run code") from None
 
 
 def capture_rng_state() -> dict:
