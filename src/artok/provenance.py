@@ -3,7 +3,7 @@ thread count and library versions, so a number can be reproduced or explained la
 
 Bit-reproducibility (see the README): on CPU a run is repeatable bit for bit for the same seed,
 thread count, torch build and machine type; another thread count changes the order of float
-reductions (e.g. tokenizer PSNR 17.19 dB with 1 thread vs 16.67 dB with 2 on a short run).
+reductions (e.g. a 100-step digits tokenizer: PSNR 21.686 dB with 1 thread, 21.619 dB with 2).
 """
 
 from __future__ import annotations
