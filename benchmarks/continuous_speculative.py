@@ -26,9 +26,10 @@ import torch
 from artok.data import load_dataset
 from artok.data.token_cache import cached_tokens
 from artok.evaluation import evaluate_generation, get_reference_classifier, reference_fd, reference_statistics
-from artok.generators import build_generator
+from artok.zoo import build_generator
 from artok.hub import from_pretrained, save_pretrained
-from artok.sampling import MARSamplerConfig, sample
+from artok.sampling import MARSamplerConfig
+from artok.zoo import sample
 from artok.sampling.continuous_speculative import speculative_sample_mar
 from artok.sampling.recap import sample_mar_recap
 from artok.training import TrainConfig, train_generator

@@ -9,7 +9,8 @@ reference classifier's accuracy on the decoded images.
 import time, torch
 torch.set_num_threads(1)
 from artok.hub import from_pretrained
-from artok.sampling import MARSamplerConfig, sample
+from artok.sampling import MARSamplerConfig
+from artok.zoo import sample
 from artok.sampling.continuous_speculative import speculative_sample_mar
 from artok.evaluation import get_reference_classifier
 target = from_pretrained("runs/continuous_speculative/target").eval()

@@ -24,7 +24,7 @@ import torch
 
 from artok.benchmarking import H100_BANDWIDTH_GBS, H100_PEAK_TFLOPS, floor_images_per_s, measure_cost, raster_traffic
 from artok.presets import get_preset
-from artok.sampling.dispatch import sample
+from artok.zoo import sample
 
 TARGETS = {("gpt-b", 1): "<= 40 ms/image", ("gpt-b", 64): ">= 700 img/s", ("gpt-l", 64): ">= 350 img/s",
            ("var-d16", 64): ">= 500 img/s", ("mar-b", 64): ">= 20 img/s"}

@@ -33,10 +33,8 @@ def register_model(model_type: str):
 
 
 def _registry() -> dict[str, type]:
-    # Importing the model packages runs their @register_model decorators.
-    import artok.generators  # noqa: F401
-    import artok.tokenizers  # noqa: F401
-
+    """The classes registered so far: a model module registers itself when imported, and
+    `artok.zoo` imports every built-in one (this module imports no model)."""
     return _REGISTRY
 
 
@@ -164,7 +162,8 @@ def from_pretrained(directory: str | os.PathLike, device: str | torch.device = "
     registry = _registry()
     model_type = payload["model_type"]
     if model_type not in registry:
-        raise ValueError(f"unknown model_type {model_type!r} in {directory}; known: {', '.join(sorted(registry))}")
+        raise ValueError(f"unknown model_type {model_type!r} in {directory}; known: {', '.join(sorted(registry))} "
+                         "(import artok.zoo, or the module defining that model, before loading)")
     cls = registry[model_type]
     found_role = getattr(cls, "model_role", None)
     if role is not None and found_role is not None and found_role != role:

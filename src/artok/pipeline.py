@@ -26,7 +26,8 @@ from artok.evaluation import (
 from artok.generators import RasterConfig, RasterGenerator
 from artok.hub import atomic_write_text, from_pretrained, save_pretrained
 from artok.provenance import run_metadata
-from artok.sampling import SamplerConfig, sample, sample_speculative
+from artok.sampling import SamplerConfig
+from artok.zoo import sample, sample_speculative
 from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig, Tokenizer
 from artok.training import TrainConfig, encode_dataset, train_generator, train_tokenizer
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from artok.generators import IncompatibleTokensError, NextScaleConfig, NextScaleGenerator, block_causal_mask
-from artok.sampling import NextScaleSamplerConfig, sample
+from artok.sampling import NextScaleSamplerConfig
+from artok.zoo import sample
 from artok.tokens import TokenSpec
 
 

@@ -7,7 +7,8 @@ import torch
 from artok.generators import IncompatibleTokensError, NextXConfig, NextXGenerator
 from artok.generators.next_x import normalized_scales, scale_pyramid
 from artok.hub import from_pretrained, save_pretrained
-from artok.sampling import NextXSamplerConfig, sample
+from artok.sampling import NextXSamplerConfig
+from artok.zoo import sample
 from artok.tokens import TokenSpec
 
 SPEC = TokenSpec("continuous", "grid", grid=(5, 5), channels=3)

@@ -14,7 +14,8 @@ import pytest
 import torch
 from scipy import stats
 
-from artok.sampling import MARSamplerConfig, sample
+from artok.sampling import MARSamplerConfig
+from artok.zoo import sample
 from artok.sampling.continuous_speculative import (
     gaussian_residual,
     speculative_gaussian_step,
@@ -150,7 +151,8 @@ def test_bad_pairs_and_configs(zoo_generator):
 
 def test_sample_speculative_dispatches_by_kind(zoo_generator):
     from artok.generators import RasterConfig, RasterGenerator
-    from artok.sampling import SamplerConfig, sample_speculative
+    from artok.sampling import SamplerConfig
+    from artok.zoo import sample_speculative
     from artok.tokens import TokenSpec
 
     target, draft = _pair(zoo_generator)

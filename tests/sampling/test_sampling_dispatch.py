@@ -3,18 +3,8 @@
 import pytest
 import torch
 
-from artok.sampling import (
-    MARSamplerConfig,
-    MaskGITSamplerConfig,
-    NextScaleSamplerConfig,
-    NextXSamplerConfig,
-    SamplerConfig,
-    default_sampler_config,
-    sample,
-    sampler_config_for,
-    sampler_config_from_dict,
-    sampler_config_to_dict,
-)
+from artok.sampling import MARSamplerConfig, MaskGITSamplerConfig, NextScaleSamplerConfig, NextXSamplerConfig, SamplerConfig, sampler_config_from_dict, sampler_config_to_dict
+from artok.zoo import default_sampler_config, sample, sampler_config_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,7 +65,7 @@ def test_engine_option(kind, zoo_generator, tiny_generator):
     rebuilt after the weights change; ``auto`` on CPU is the plain loop; other kinds refuse True."""
     import copy
 
-    from artok.sampling.dispatch import sample
+    from artok.zoo import sample
 
     generator = tiny_generator if kind == "raster" else zoo_generator(kind)
     labels = torch.tensor([0, 1, 2])
@@ -99,7 +89,7 @@ def test_engine_option(kind, zoo_generator, tiny_generator):
 
 
 def test_engine_true_refused_for_other_kinds(zoo_generator):
-    from artok.sampling.dispatch import sample
+    from artok.zoo import sample
 
     with pytest.raises(ValueError, match="no fast engine"):
         sample(zoo_generator("mar"), torch.tensor([0]), None, engine=True)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from artok.sampling import MARSamplerConfig, sample
+from artok.sampling import MARSamplerConfig
+from artok.zoo import sample
 from artok.sampling.mar import mar_cfg_scale
 
 pytestmark = pytest.mark.usefixtures("one_thread")

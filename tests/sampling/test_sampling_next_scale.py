@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from artok.sampling import NextScaleSamplerConfig, cfg_scale_at, sample, sample_next_scale
+from artok.sampling import NextScaleSamplerConfig, cfg_scale_at, sample_next_scale
+from artok.zoo import sample
 from artok.tokens import Tokens
 
 pytestmark = pytest.mark.usefixtures("one_thread")

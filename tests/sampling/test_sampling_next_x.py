@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from artok.generators import NextXConfig, NextXGenerator
-from artok.sampling import NextXSamplerConfig, sample
+from artok.sampling import NextXSamplerConfig
+from artok.zoo import sample
 from artok.tokens import TokenSpec
 
 pytestmark = pytest.mark.usefixtures("one_thread")

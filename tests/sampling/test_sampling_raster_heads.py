@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from artok.sampling import SamplerConfig, sample, sample_raster, sample_raster_with_head
+from artok.sampling import SamplerConfig, sample_raster, sample_raster_with_head
+from artok.zoo import sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

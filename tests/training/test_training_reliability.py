@@ -10,9 +10,9 @@ import warnings
 import pytest
 import torch
 
-from artok.generators import GENERATOR_KINDS, build_generator
+from artok.zoo import GENERATOR_KINDS, build_generator
 from artok.hub import from_pretrained, remove_stale_temporaries, save_pretrained
-from artok.sampling import sample
+from artok.zoo import sample
 from artok.tokens import Tokens
 from artok.training import TrainConfig, load_checkpoint, train, train_generator
 from artok.training.loop import TrainingDiverged, TrainingWarning
@@ -40,7 +40,7 @@ def options_for(kind):
 def fast_sampler(generator):
     from dataclasses import replace
 
-    from artok.sampling import default_sampler_config
+    from artok.zoo import default_sampler_config
 
     config = default_sampler_config(generator)
     for field, value in (("iterations", 4), ("steps", 3)):

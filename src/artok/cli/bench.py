@@ -63,6 +63,8 @@ def add_parser(subparsers) -> str:
                         help="skip the counted batch-1 run that gives FLOPs and the compute floor")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random weights and of sampling")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bars and no per-row time estimates (the CPU sweep estimate still prints)")
     parser.add_argument("--out", help="JSON output path (default: runs/bench/<preset>-<device>.json); an HTML report "
                         "with plots is written beside it (.html)")
     return "bench"
@@ -78,7 +80,7 @@ def run(args) -> int:
         attention=args.attention, tokens=args.tokens, repeats=args.repeats, warmup=args.warmup,
         cfg_scale=args.cfg_scale, top_k=args.top_k, iterations=args.iterations, steps=args.steps,
         bandwidth_gbs=args.bandwidth_gbs, peak_tflops=args.peak_tflops, count_cost=not args.no_count, threads=args.threads,
-        seed=args.seed,
+        seed=args.seed, progress=not args.no_progress,
     )
     printed = []
 

@@ -57,7 +57,7 @@ def _add_sampling(parser: argparse.ArgumentParser, speculative: bool = True) -> 
 def _sampling(args, generator):
     """The sampler config (stored defaults + command-line overrides) and the optional draft."""
     from artok.hub import from_pretrained
-    from artok.sampling import sampler_config_for
+    from artok.zoo import sampler_config_for
 
     if getattr(args, "top_k", None) is not None and args.top_k < 0:
         raise ValueError(f"--top-k must be >= 0, got {args.top_k}")

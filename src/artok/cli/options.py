@@ -9,13 +9,12 @@ import json
 
 def _kinds() -> dict[str, tuple[str, type, tuple[str, ...]]]:
     """``{kind: (family, config class, fields the caller fills in)}``."""
-    from artok.generators.zoo import _CONFIGS
+    from artok.zoo import KINDS
     from artok.quantizers import QUANTIZERS
     from artok.tokenizers import CNNTokenizerConfig, ViT1DTokenizerConfig
 
     kinds = {name: ("quantizer", config, ("dim",)) for name, (_, config) in QUANTIZERS.items()}
-    kinds.update({name: ("generator", config, ("token_spec", "num_classes", "quantizer"))
-                  for name, config in _CONFIGS.items()})
+    kinds.update({name: ("generator", kind.config, kind.fixed) for name, kind in KINDS.items()})
     kinds.update({"cnn": ("tokenizer", CNNTokenizerConfig, ()), "vit1d": ("tokenizer", ViT1DTokenizerConfig, ())})
     return kinds
 

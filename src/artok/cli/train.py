@@ -60,7 +60,7 @@ def add_tokenizer_parser(sub) -> None:
 
 
 def add_generator_parser(sub, add_sampling) -> None:
-    from artok.generators.zoo import GENERATOR_KINDS
+    from artok.zoo import KINDS
 
     gen = sub.add_parser(
         "train-generator",
@@ -71,7 +71,8 @@ def add_generator_parser(sub, add_sampling) -> None:
         "The fields --generator-options accepts are listed by 'artok options KIND'.",
     )
     gen.add_argument("--tokenizer", required=True, help="saved tokenizer folder")
-    gen.add_argument("--generator", default="raster", choices=GENERATOR_KINDS, help="generator kind (default: raster)")
+    gen.add_argument("--generator", default="raster", choices=tuple(KINDS),
+                     help="generator kind, a row of artok.zoo.KINDS (default: raster)")
     gen.add_argument("--generator-options", default=None,
                      help='JSON of extra generator config fields, e.g. \'{"unit": "cell", "cell_size": 2}\'')
     gen.add_argument("--dataset", default=None, help="dataset to train on (default: the one the tokenizer was trained on)")
@@ -184,10 +185,11 @@ def cmd_train_generator(args) -> int:
 
     from artok.data import load_dataset
     from artok.data.token_cache import cached_tokens
-    from artok.generators import build_generator
+    from artok.zoo import build_generator
     from artok.hub import from_pretrained, save_pretrained
     from artok.pipeline import preset_for, tokenizer_reference
-    from artok.sampling import sampler_config_for, sampler_config_to_dict
+    from artok.sampling import sampler_config_to_dict
+    from artok.zoo import sampler_config_for
     from artok.training import train_generator
 
     check_output_dir(args.out)

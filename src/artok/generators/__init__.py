@@ -14,7 +14,8 @@ mar            `MARGenerator`              continuous grid (KL)                 
 next-x         `NextXGenerator`            continuous grid (KL)                          xAR
 =============  ==========================  ===========================================  ==============
 
-`build_generator(kind, tokenizer, ...)` builds any of them for a tokenizer's tokens.
+`artok.zoo.build_generator(kind, tokenizer, ...)` builds any of them by its kind name (the kind table
+lives above the models, in `artok.zoo`).
 """
 
 from artok.generators.base import Generator, IncompatibleTokensError
@@ -23,10 +24,8 @@ from artok.generators.masked import MaskGITConfig, MaskGITGenerator
 from artok.generators.next_scale import NextScaleConfig, NextScaleGenerator, block_causal_mask
 from artok.generators.next_x import NextXConfig, NextXGenerator
 from artok.generators.raster import RasterConfig, RasterGenerator
-from artok.generators.zoo import GENERATOR_KINDS, build_generator, generator_kind
 
 __all__ = [
-    "GENERATOR_KINDS",
     "Generator",
     "IncompatibleTokensError",
     "MARConfig",
@@ -40,6 +39,4 @@ __all__ = [
     "RasterConfig",
     "RasterGenerator",
     "block_causal_mask",
-    "build_generator",
-    "generator_kind",
 ]

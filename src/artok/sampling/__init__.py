@@ -1,6 +1,6 @@
 """Samplers: pure functions and loops taking an explicit `torch.Generator`.
 
-`sample(generator, labels, config, rng)` picks the loop that fits the generator; each loop is also
+`artok.zoo.sample(generator, labels, config, rng)` picks the loop of the generator's kind; each loop is
 public (`sample_raster`, `sample_raster_with_head`, `sample_next_scale`, `sample_maskgit`,
 `sample_mar`, `sample_next_x`), with one config dataclass per kind (`SamplerConfig` for raster,
 `NextScaleSamplerConfig`, `MaskGITSamplerConfig`, `MARSamplerConfig`, `NextXSamplerConfig`).
@@ -17,7 +17,6 @@ from artok.sampling.configs import (
     sampler_kind,
 )
 from artok.sampling.continuous import respaced_timesteps, sample_diffusion, sample_flow, sample_head
-from artok.sampling.dispatch import default_sampler_config, sample, sample_speculative, sampler_config_for, sampler_kind_for
 from artok.sampling.heads import HeadDraw, draw_discrete
 from artok.sampling.logits import cfg_combine, logits_to_probs, sample_from_probs, top_k_filter, top_p_filter
 from artok.sampling.loops import SamplerConfig, decode_one_token, prefill, sample_raster, sample_raster_recompute
@@ -41,14 +40,12 @@ __all__ = [
     "cfg_combine",
     "cfg_scale_at",
     "decode_one_token",
-    "default_sampler_config",
     "draw_discrete",
     "logits_to_probs",
     "mask_ratio",
     "masked_counts",
     "prefill",
     "respaced_timesteps",
-    "sample",
     "sample_diffusion",
     "sample_flow",
     "sample_from_probs",
@@ -58,14 +55,11 @@ __all__ = [
     "sample_next_scale",
     "sample_next_x",
     "sample_raster",
-    "sample_speculative",
     "sample_raster_recompute",
     "sample_raster_with_head",
-    "sampler_config_for",
     "sampler_config_from_dict",
     "sampler_config_to_dict",
     "sampler_kind",
-    "sampler_kind_for",
     "top_k_filter",
     "top_p_filter",
 ]

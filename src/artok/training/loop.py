@@ -31,7 +31,9 @@ from artok.training.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from artok.training.events import EventLogger
 from artok.training.optim import build_optimizer, warmup_cosine
+from artok.training.signals import DeferredSignals
 
 
 @dataclass
@@ -165,43 +167,6 @@ def _all_finite(tensors) -> bool:
     return not values or bool(torch.stack([torch.isfinite(t).all() for t in values]).all())
 
 
-class _DeferredSignals:
-    """While active, SIGINT and SIGTERM only set a flag (the training loop then finishes its step,
-    checkpoints and stops); a second signal interrupts at once. A no-op outside the main thread."""
-
-    SIGNALS = ("SIGINT", "SIGTERM")
-
-    def __init__(self) -> None:
-        self.received: str | None = None
-        self._previous: dict = {}
-
-    def __enter__(self):
-        import signal
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        for name in self.SIGNALS:
-            number = getattr(signal, name, None)
-            if number is not None:
-                self._previous[number] = signal.signal(number, self._handle)
-        return self
-
-    def _handle(self, number, frame) -> None:
-        import signal
-
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(number).name
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        for number, handler in self._previous.items():
-            signal.signal(number, handler)
-        self._previous.clear()
-
-
 class TrainingSession:
     """The bookkeeping every training loop shares: AdamW + warmup/cosine, optional EMA, resume from
     the newest readable checkpoint in ``out_dir`` (with every RNG state), atomic periodic
@@ -233,12 +198,12 @@ class TrainingSession:
         self.last_checkpoint_step: int | None = None
         self.skipped_in_row = 0
         self.skipped_total = 0
-        self.signals = _DeferredSignals()
+        self.signals = DeferredSignals()
         if self.out_dir is not None:
             remove_stale_temporaries(self.out_dir)
         if resume:
             self._resume()
-        self.logger = _EventLogger(self.out_dir, enabled=self.out_dir is not None)
+        self.logger = EventLogger(self.out_dir, enabled=self.out_dir is not None)
         self._window_images, self._window_start = 0, time.perf_counter()
         self._run_start = self._last_checkpoint_time = time.perf_counter()
 
@@ -423,43 +388,6 @@ def _check_same_shapes(path: Path, expected: dict, stored: dict) -> None:
             raise ValueError(f"{path} holds a model of another shape ({name}: {tuple(stored[name].shape)} there, "
                              f"{tuple(tensor.shape)} now); resume with the options it was trained with "
                              "(e.g. the same --dim), or train into a new --out")
-
-
-class _EventLogger:
-    """TensorBoard event files in ``out_dir/tensorboard`` (scalars of the loss curve and evaluations,
-    sample grids at evaluation steps); silently off without an output folder or the ``tensorboard``
-    package."""
-
-    def __init__(self, out_dir: Path | None, enabled: bool) -> None:
-        self.writer = None
-        if not enabled or out_dir is None:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            return
-        self.writer = SummaryWriter(log_dir=str(out_dir / "tensorboard"))
-
-    def scalars(self, record: dict, step: int) -> None:
-        if self.writer is None:
-            return
-        for key, value in record.items():
-            if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                self.writer.add_scalar(key if "/" in key else f"train/{key}", value, step)
-
-    def images(self, tag: str, images: torch.Tensor, step: int) -> None:
-        """``images``: ``N x C x H x W`` in [-1, 1], written as one grid."""
-        if self.writer is None:
-            return
-        from artok.evaluation.report import image_grid
-
-        grid = image_grid(images.detach().cpu().float(), nrow=min(10, images.shape[0]))
-        self.writer.add_image(tag, grid, step, dataformats="HWC")
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
 
 
 def check_finite(loss: torch.Tensor, step: int) -> None:

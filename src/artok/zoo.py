@@ -1,0 +1,341 @@
+"""The kind table: one row per generator kind, above the models (which never import it).
+
+A `Kind` names everything the library and the CLI need to build, load, sample, speculate and
+benchmark one kind: its model class and config, the sampler config it takes, its plain sample
+function, its fast engine and its speculative sampler (when it has them). Every by-kind decision
+(`build_generator`, `kind_of`, `sample`, `sample_speculative`, the CLI's ``--generator``
+choices, ``artok options``, ``artok bench``) reads this table, so adding a kind is adding a row:
+
+    register_kind(Kind("toy", ToyGenerator, ToyConfig, sampler="raster", sample=sample_toy))
+
+=============  ==========================  ===========================================  ==============
+kind           class                       tokens                                       paper
+=============  ==========================  ===========================================  ==============
+raster         `RasterGenerator`           discrete grid (VQ/FSQ)                        LlamaGen
+bitwise        `RasterGenerator`,          discrete grid, power-of-two vocab (LFQ/BSQ)   Infinity
+               ``head="bitwise"``
+dimwise        `RasterGenerator`,          dimension-wise PTQ tokens                     TokenBridge
+               ``head="dimwise"``
+next-scale     `NextScaleGenerator`        multi-scale residual tokens (msvq)            VAR
+maskgit        `MaskGITGenerator`          discrete grid                                 MaskGIT
+mar            `MARGenerator`              continuous grid (KL)                          MAR
+next-x         `NextXGenerator`            continuous grid (KL)                          xAR
+=============  ==========================  ===========================================  ==============
+
+Importing this module imports every built-in model, so `from_pretrained` (re-exported from
+`artok.hub`, which itself imports no model) can rebuild any of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+
+import torch
+
+from artok.generators.base import Generator
+from artok.generators.mar import MARConfig, MARGenerator
+from artok.generators.masked import MaskGITConfig, MaskGITGenerator
+from artok.generators.next_scale import NextScaleConfig, NextScaleGenerator
+from artok.generators.next_x import NextXConfig, NextXGenerator
+from artok.generators.raster import RasterConfig, RasterGenerator
+from artok.hub import from_pretrained  # noqa: F401 - the registry is complete once this module is imported
+from artok.sampling.configs import SAMPLER_CONFIGS, sampler_config_from_dict, sampler_kind
+from artok.sampling.continuous_speculative import speculative_sample_mar
+from artok.sampling.dispatch import cached_engine, eligible_for_engine
+from artok.sampling.loops import sample_raster
+from artok.sampling.mar import sample_mar
+from artok.sampling.masked import sample_maskgit
+from artok.sampling.next_scale import sample_next_scale
+from artok.sampling.next_x import sample_next_x
+from artok.sampling.raster_heads import sample_raster_with_head
+from artok.sampling.speculative import speculative_sample
+from artok.tokens import Tokens
+from artok.typed_config import check_field, type_hints
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One generator kind.
+
+    Args:
+        name: the CLI name (``--generator NAME``).
+        model: the generator class (registered with ``@register_model``).
+        config: its config dataclass.
+        sampler: the sampler-config kind it samples with (a key of `SAMPLER_CONFIGS`).
+        sample: the plain loop, ``(generator, labels, config, rng) -> Tokens``.
+        head: for kinds that share a class (raster / bitwise / dimwise): the ``config.head`` that
+            selects this kind.
+        build: ``(tokenizer, num_classes, tokens, options) -> generator``; default: the config
+            from ``token_spec``, ``num_classes`` and the options.
+        engine: the fast engine class, ``engine(generator, batch_size, guidance=...)`` with a
+            ``.sample(labels, config, rng)`` giving the plain loop's tokens on CPU (None: no engine).
+        speculative: exact speculative sampling, ``(target, draft, labels, config, rng, length)``.
+        fixed: config fields the builder fills in (not user options).
+        description: one line for help texts.
+    """
+
+    name: str
+    model: type
+    config: type
+    sampler: str
+    sample: Callable
+    head: str | None = None
+    build: Callable | None = None
+    engine: Callable | None = None
+    speculative: Callable | None = None
+    fixed: tuple[str, ...] = ("token_spec", "num_classes")
+    description: str = ""
+
+    def matches(self, generator) -> bool:
+        return type(generator) is self.model and (self.head is None or generator.config.head == self.head)
+
+
+def _engine(module: str, name: str):
+    """An engine class imported when first used (engines pull in compile machinery)."""
+
+    def load(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    return load
+
+
+def _sample_raster_any_head(generator, labels, config, rng):
+    if generator.config.head == "categorical":
+        return sample_raster(generator, labels, config, rng)
+    return sample_raster_with_head(generator, labels, config, rng)
+
+
+def _speculative_raster(target, draft, labels, config, rng, length):
+    if target.config.head != "categorical" or draft.config.head != "categorical":
+        raise ValueError("speculative sampling of raster generators needs categorical heads on target and draft")
+    return speculative_sample(target, draft, labels, config, rng, num_draft=length)
+
+
+def _speculative_mar(target, draft, labels, config, rng, length):
+    return speculative_sample_mar(target, draft, labels, config, draft_iterations=length, rng=rng)
+
+
+def _build_next_scale(tokenizer, num_classes, tokens, options):
+    return NextScaleGenerator.from_tokenizer(tokenizer, num_classes=num_classes, **options)
+
+
+def _with_token_scale(build_default):
+    """Continuous kinds estimate ``token_scale`` (MAR's latent scale factor) from the training tokens."""
+
+    def build(tokenizer, num_classes, tokens, options):
+        if "token_scale" not in options and tokens is not None and tokens.values is not None:
+            options = {**options, "token_scale": token_scale_for(tokens)}
+        return build_default(tokenizer, num_classes, tokens, options)
+
+    return build
+
+
+def _mar_options(build_default):
+    def build(tokenizer, num_classes, tokens, options):
+        if "depth" in options:  # for MAR, --depth means the encoder's depth
+            options = {key: value for key, value in options.items() if key != "depth"} | {"encoder_depth": options["depth"]}
+        return build_default(tokenizer, num_classes, tokens, options)
+
+    return build
+
+
+def default_build(kind: Kind):
+    def build(tokenizer, num_classes, tokens, options):
+        head = {"head": kind.head} if kind.head is not None else {}
+        return kind.model(kind.config(token_spec=tokenizer.spec.to_dict(), num_classes=num_classes, **head, **options))
+
+    return build
+
+
+KINDS: dict[str, Kind] = {}
+
+
+def register_kind(kind: Kind) -> Kind:
+    """Add (or replace) a row of the table."""
+    if kind.sampler not in SAMPLER_CONFIGS:
+        raise ValueError(f"kind {kind.name!r}: unknown sampler kind {kind.sampler!r}; one of {sorted(SAMPLER_CONFIGS)}")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def _raster(name: str, head: str, description: str) -> Kind:
+    return Kind(name, RasterGenerator, RasterConfig, "raster", _sample_raster_any_head, head=head,
+                engine=_engine("artok.sampling.engine", "SamplingEngine") if head == "categorical" else None,
+                speculative=_speculative_raster if head == "categorical" else None,
+                fixed=("token_spec", "num_classes", "head"), description=description)
+
+
+for _row in (
+    _raster("raster", "categorical", "LlamaGen next-token over a discrete grid"),
+    _raster("dimwise", "dimwise", "TokenBridge dimension-wise heads over post-training-quantized tokens"),
+    _raster("bitwise", "bitwise", "Infinity bitwise head over LFQ/BSQ tokens"),
+    Kind("next-scale", NextScaleGenerator, NextScaleConfig, "next-scale", sample_next_scale, build=_build_next_scale,
+         engine=_engine("artok.sampling.next_scale_engine", "NextScaleEngine"),
+         fixed=("token_spec", "num_classes", "quantizer"), description="VAR next-scale over multi-scale VQ tokens"),
+    Kind("maskgit", MaskGITGenerator, MaskGITConfig, "maskgit", sample_maskgit,
+         engine=_engine("artok.sampling.maskgit_engine", "MaskGITEngine"), description="MaskGIT masked prediction"),
+    Kind("mar", MARGenerator, MARConfig, "mar", sample_mar, speculative=_speculative_mar,
+         description="MAR masked autoregression with a diffusion head over continuous tokens"),
+    Kind("next-x", NextXGenerator, NextXConfig, "next-x", sample_next_x,
+         description="xAR next-X flow matching over continuous tokens"),
+):
+    register_kind(_row)
+KINDS["mar"] = replace(KINDS["mar"], build=_mar_options(_with_token_scale(default_build(KINDS["mar"]))))
+KINDS["next-x"] = replace(KINDS["next-x"], build=_with_token_scale(default_build(KINDS["next-x"])))
+
+#: the built-in kinds, in table order (the CLI reads `KINDS` itself, so registered kinds appear too)
+GENERATOR_KINDS = tuple(KINDS)
+
+
+def token_scale_for(tokens: Tokens) -> float:
+    """``1 / std`` of continuous token values (MAR's latent scale factor, estimated from data)."""
+    values = tokens.values[: min(tokens.batch_size, 4096)].float()
+    return float(1.0 / values.std().clamp_min(1e-6))
+
+
+def get_kind(name: str) -> Kind:
+    if name not in KINDS:
+        raise ValueError(f"unknown generator kind {name!r}; choose one of {', '.join(KINDS)}")
+    return KINDS[name]
+
+
+def checked_options(kind: Kind, options: dict) -> dict:
+    """``options`` if every key is a user-settable field of the kind's config with the right type."""
+    known = {f.name for f in fields(kind.config)} - set(kind.fixed)
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ValueError(f"{kind.name} generator has no option(s) {unknown}; options: {sorted(known)} "
+                         f"(see artok options {kind.name})")
+    hints = type_hints(kind.config)
+    for name, value in options.items():
+        if name in hints:
+            check_field(name, value, hints[name], f"{kind.name} generator options")
+    return options
+
+
+def build_generator(kind: str, tokenizer, num_classes: int, tokens: Tokens | None = None, **options) -> Generator:
+    """A fresh ``kind`` generator for ``tokenizer``'s tokens.
+
+    ``options`` are fields of the kind's config (``dim``, ``depth``, ``num_heads``, ...; for MAR
+    ``depth`` means ``encoder_depth``); continuous kinds estimate ``token_scale`` from ``tokens``.
+    Raises `artok.generators.IncompatibleTokensError` when the tokens do not fit the kind, and a
+    one-line ValueError for unknown or wrong-typed options.
+    """
+    row = get_kind(kind)
+    build = row.build or default_build(row)
+    probe = {key: value for key, value in options.items() if not (row.name == "mar" and key == "depth")}
+    checked_options(row, probe)
+    try:
+        return build(tokenizer, num_classes, tokens, dict(options))
+    except (TypeError, KeyError, IndexError, ZeroDivisionError) as error:  # a value the config checks missed
+        raise ValueError(f"{kind} generator options: {' '.join(str(error).split())}") from None
+
+
+def kind_of(generator) -> Kind:
+    """The row of the table ``generator`` belongs to."""
+    for kind in KINDS.values():
+        if kind.matches(generator):
+            return kind
+    raise ValueError(f"{type(generator).__name__} is not a generator of the kind table; known: {', '.join(KINDS)}")
+
+
+def generator_kind(generator) -> str:
+    """The CLI kind name of a generator instance."""
+    return kind_of(generator).name
+
+
+def sampler_kind_for(generator) -> str:
+    """The sampler-config kind a generator samples with."""
+    return kind_of(generator).sampler
+
+
+def default_sampler_config(generator):
+    """The generator's stored sampling defaults, else its kind's defaults."""
+    kind = sampler_kind_for(generator)
+    stored = getattr(generator, "extra", {}).get("sampling")
+    if stored:
+        config = sampler_config_from_dict(stored, default_kind="raster")
+        if sampler_kind(config) == kind:
+            return config
+    return SAMPLER_CONFIGS[kind]()
+
+
+def sampler_config_for(generator, stored: dict | None = None, overrides: dict | None = None):
+    """A config of the generator's kind: ``stored`` (a dict, e.g. ``extra["sampling"]``; None: the
+    generator's defaults) with ``overrides`` (None values are skipped). An override that the kind does
+    not have raises ValueError naming the kind."""
+    kind = sampler_kind_for(generator)
+    if stored is None:
+        config = default_sampler_config(generator)
+    else:
+        config = sampler_config_from_dict(stored, default_kind=kind)
+        if sampler_kind(config) != kind:
+            raise ValueError(f"stored sampling defaults are for {sampler_kind(config)!r}, but the generator needs {kind!r}")
+    overrides = {key: value for key, value in (overrides or {}).items() if value is not None}
+    known = {f.name for f in fields(config)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"sampling option(s) {unknown} do not apply to {kind} sampling (options: {sorted(known)})")
+    return replace(config, **overrides)
+
+
+def _resolve_config(generator, config):
+    kind = sampler_kind_for(generator)
+    if config is None:
+        return default_sampler_config(generator)
+    if isinstance(config, dict):
+        return sampler_config_from_dict(config, default_kind=kind)
+    if sampler_kind(config) != kind:
+        raise ValueError(
+            f"a {type(generator).__name__} samples with {SAMPLER_CONFIGS[kind].__name__}, got {type(config).__name__}"
+        )
+    return config
+
+
+def uses_engine(generator, engine: bool | str) -> bool:
+    """Whether `sample` runs ``generator`` through its kind's fast engine: with ``engine=True``, or
+    ``"auto"`` on CUDA, for kinds with an engine and a categorical head (the engines' only head)."""
+    if engine not in (True, False, "auto"):
+        raise ValueError(f"engine must be True, False or 'auto', got {engine!r}")
+    row = kind_of(generator)
+    eligible = row.engine is not None and eligible_for_engine(generator)
+    if engine is True and not eligible:
+        raise ValueError(f"no fast engine for {row.name!r} generators with a {getattr(generator.config, 'head', None)!r} head")
+    on_cuda = next(generator.parameters()).device.type == "cuda"
+    return eligible and (engine is True or (engine == "auto" and on_cuda))
+
+
+@torch.no_grad()
+def sample(generator, labels: torch.Tensor, config=None, rng: torch.Generator | None = None, *,
+           engine: bool | str = "auto") -> Tokens:
+    """Sample one token sequence per label with the loop of ``generator``'s kind.
+
+    ``config``: a sampler config of the kind, a dict (``extra["sampling"]`` style), or None for the
+    generator's defaults. ``rng``: the only source of randomness. ``engine``: use the kind's fast
+    engine (``"auto"``: on CUDA, where engines sample from a bf16 compiled copy; on CPU the plain
+    loop, which gives the same tokens)."""
+    config = _resolve_config(generator, config)
+    row = kind_of(generator)
+    if uses_engine(generator, engine):
+        return cached_engine(generator, row.name, row.engine, labels.shape[0], config.uses_cfg).sample(labels, config, rng)
+    return row.sample(generator, labels, config, rng)
+
+
+@torch.no_grad()
+def sample_speculative(generator, draft, labels: torch.Tensor, config=None, rng: torch.Generator | None = None,
+                       draft_length: int = 4):
+    """Exact speculative sampling with a smaller ``draft`` of the same kind (raster with categorical
+    heads: ``draft_length`` tokens per target pass; MAR: ``draft_length`` iterations per target pass,
+    needs ``config.final_noise > 0``). The output law is the plain sampler's; returns a
+    `SpeculativeOutput`. Kinds without a speculative sampler raise ValueError."""
+    row, draft_row = kind_of(generator), kind_of(draft)
+    if draft_row.sampler != row.sampler:
+        raise ValueError(f"the draft samples as {draft_row.sampler!r}, the target as {row.sampler!r}; use a draft of the same kind")
+    if row.speculative is None:
+        with_speculative = [name for name, kind in KINDS.items() if kind.speculative is not None]
+        raise ValueError(f"speculative sampling is implemented for {', '.join(with_speculative)}, not {row.name!r} "
+                         f"({type(generator).__name__})")
+    return row.speculative(generator, draft, labels, _resolve_config(generator, config), rng, draft_length)
