@@ -43,7 +43,7 @@ from artok.hub import from_pretrained  # noqa: F401 - the registry is complete o
 from artok.sampling.configs import SAMPLER_CONFIGS, sampler_config_from_dict, sampler_kind
 from artok.sampling.continuous_speculative import speculative_sample_mar
 from artok.sampling.dispatch import cached_engine, eligible_for_engine
-from artok.sampling.loops import sample_raster
+from artok.sampling.loops import sample_raster, sample_raster_recompute
 from artok.sampling.mar import sample_mar
 from artok.sampling.masked import sample_maskgit
 from artok.sampling.next_scale import sample_next_scale
@@ -71,6 +71,8 @@ class Kind:
         engine: the fast engine class, ``engine(generator, batch_size, guidance=...)`` with a
             ``.sample(labels, config, rng)`` giving the plain loop's tokens on CPU (None: no engine).
         speculative: exact speculative sampling, ``(target, draft, labels, config, rng, length)``.
+        uncached: the reference loop that recomputes every step without a KV cache (same signature
+            as ``sample``, same tokens for a seed); None for kinds without a cache.
         fixed: config fields the builder fills in (not user options).
         description: one line for help texts.
     """
@@ -84,6 +86,7 @@ class Kind:
     build: Callable | None = None
     engine: Callable | None = None
     speculative: Callable | None = None
+    uncached: Callable | None = None
     fixed: tuple[str, ...] = ("token_spec", "num_classes")
     description: str = ""
 
@@ -106,6 +109,10 @@ def _sample_raster_any_head(generator, labels, config, rng):
     if generator.config.head == "categorical":
         return sample_raster(generator, labels, config, rng)
     return sample_raster_with_head(generator, labels, config, rng)
+
+
+def _next_scale_recompute(generator, labels, config, rng):
+    return sample_next_scale(generator, labels, config, rng, use_cache=False)
 
 
 def _speculative_raster(target, draft, labels, config, rng, length):
@@ -165,6 +172,7 @@ def _raster(name: str, head: str, description: str) -> Kind:
     return Kind(name, RasterGenerator, RasterConfig, "raster", _sample_raster_any_head, head=head,
                 engine=_engine("artok.sampling.engine", "SamplingEngine") if head == "categorical" else None,
                 speculative=_speculative_raster if head == "categorical" else None,
+                uncached=sample_raster_recompute if head == "categorical" else None,
                 fixed=("token_spec", "num_classes", "head"), description=description)
 
 
@@ -173,7 +181,7 @@ for _row in (
     _raster("dimwise", "dimwise", "TokenBridge dimension-wise heads over post-training-quantized tokens"),
     _raster("bitwise", "bitwise", "Infinity bitwise head over LFQ/BSQ tokens"),
     Kind("next-scale", NextScaleGenerator, NextScaleConfig, "next-scale", sample_next_scale, build=_build_next_scale,
-         engine=_engine("artok.sampling.next_scale_engine", "NextScaleEngine"),
+         engine=_engine("artok.sampling.next_scale_engine", "NextScaleEngine"), uncached=_next_scale_recompute,
          fixed=("token_spec", "num_classes", "quantizer"), description="VAR next-scale over multi-scale VQ tokens"),
     Kind("maskgit", MaskGITGenerator, MaskGITConfig, "maskgit", sample_maskgit,
          engine=_engine("artok.sampling.maskgit_engine", "MaskGITEngine"), description="MaskGIT masked prediction"),
