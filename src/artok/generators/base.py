@@ -8,6 +8,7 @@ an explicit `torch.Generator`). Each generator declares which `TokenSpec`s it su
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -19,9 +20,28 @@ class IncompatibleTokensError(ValueError):
     """A generator was paired with tokens it cannot model."""
 
 
+@dataclass(kw_only=True)
 class GeneratorConfig:
-    """Mixin of the generator config dataclasses: the fields every generator has (``token_spec`` as a
-    dict, ``num_classes``, ``dim``, ``num_heads``, ``class_dropout``), their checks, and ``spec``."""
+    """Base of the generator config dataclasses: the fields every generator has, their checks
+    (`check_common`, called by each config's ``__post_init__``) and ``spec``. Keyword-only, so each
+    kind's own fields keep their positions.
+
+    Args:
+        token_spec: the `TokenSpec` (as a dict) of the tokens the generator models.
+        num_classes: class labels; index ``num_classes`` is the "no class" (unconditional) label.
+        dim, num_heads: transformer width and attention heads.
+        hidden_dim: MLP hidden size (None: the kind's rule, LLaMA's 8/3 for SwiGLU).
+        class_dropout: probability of replacing the label by "no class" in training (for CFG).
+        dropout: residual / attention dropout.
+    """
+
+    token_spec: dict
+    num_classes: int = 10
+    dim: int = 256
+    num_heads: int = 4
+    hidden_dim: int | None = None
+    class_dropout: float = 0.1
+    dropout: float = 0.0
 
     @property
     def spec(self) -> TokenSpec:

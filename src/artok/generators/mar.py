@@ -57,16 +57,9 @@ class MARConfig(ContinuousHeadFields, GeneratorConfig):
             time_sampling, token_scale: keyword-only head options (`ContinuousHeadFields`).
     """
 
-    token_spec: dict
-    num_classes: int = 10
-    dim: int = 256
     encoder_depth: int = 4
     decoder_depth: int = 0
-    num_heads: int = 4
-    hidden_dim: int | None = None
     buffer_size: int = 4
-    class_dropout: float = 0.1
-    dropout: float = 0.0
     mask_ratio_min: float = 0.7
     mask_ratio_std: float = 0.25
     head: str = "diffusion"

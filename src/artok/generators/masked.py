@@ -43,14 +43,7 @@ class MaskGITConfig(GeneratorConfig):
         head: ``"categorical"`` or ``"bitwise"`` (LFQ/BSQ tokens).
     """
 
-    token_spec: dict
-    num_classes: int = 10
-    dim: int = 256
     depth: int = 4
-    num_heads: int = 4
-    hidden_dim: int | None = None
-    class_dropout: float = 0.1
-    dropout: float = 0.0
     mask_schedule: str = "cosine"
     head: str = "categorical"
 

@@ -65,15 +65,8 @@ class NextScaleConfig(GeneratorConfig):
         head: ``"categorical"`` or ``"bitwise"`` (power-of-two codebooks, as Infinity).
     """
 
-    token_spec: dict
     quantizer: dict
-    num_classes: int = 10
-    dim: int = 256
     depth: int = 4
-    num_heads: int = 4
-    hidden_dim: int | None = None
-    class_dropout: float = 0.1
-    dropout: float = 0.0
     head: str = "categorical"
 
     def __post_init__(self) -> None:

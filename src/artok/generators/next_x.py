@@ -101,19 +101,12 @@ class NextXConfig(ContinuousHeadFields, GeneratorConfig):
             ``time_sampling`` also sets the transformer denoiser's training times).
     """
 
-    token_spec: dict
-    num_classes: int = 10
-    dim: int = 256
     depth: int = 4
-    num_heads: int = 4
-    hidden_dim: int | None = None
     unit: str = "cell"
     cell_size: int = 2
     scales: list | None = None
     denoiser: str = "transformer"
     noisy_context: bool = True
-    class_dropout: float = 0.1
-    dropout: float = 0.0
     head: str = "flow"
 
     def __post_init__(self) -> None:

@@ -52,14 +52,7 @@ class RasterConfig(GeneratorConfig):
         head_width, head_depth: size of the dimwise head's channel transformer (unused otherwise).
     """
 
-    token_spec: dict
-    num_classes: int = 10
-    dim: int = 256
     depth: int = 4
-    num_heads: int = 4
-    hidden_dim: int | None = None
-    class_dropout: float = 0.1
-    dropout: float = 0.0
     rope_base: float = 10000.0
     rope_2d: bool = True
     rope_prefix: str = "identity"
