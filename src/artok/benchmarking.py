@@ -21,19 +21,28 @@ bf16 dense on an H100 SXM; a measured matmul rate elsewhere), and the bytes of e
 (each `nn.Linear` call reads its weight once, whatever the batch). The row's floor is the slower of
 the memory floor (weights + KV reads for raster; weights for the others, whose KV and activation
 traffic is ignored, so their memory floor is optimistic) and the compute floor; ``bound`` says which.
+
+Peak memory (``peak_memory_mb``) is per row: what building the sampler (an engine's KV cache) and
+its calls needed beyond what was allocated before, measured by `PeakMemory` (CUDA: the allocator's
+peak; CPU: the process's resident memory sampled in a background thread); ``memory_method`` in the
+JSON says which. On a CPU a sweep first prints its estimated time, from a measured batch-1 image and
+the counted FLOPs at a measured matmul rate, with a quicker command when it is long; with progress
+on, every row shows a bar over its calls and, after its first call, its own estimate.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import platform
-import resource
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from artok.presets import GeneratorPreset, get_preset
 
@@ -69,6 +78,8 @@ class BenchConfig:
         count_cost: count FLOPs and weight bytes with one batch-1 run first (the compute floor).
         threads: torch CPU threads (None: leave as is).
         seed: seed of weights and sampling.
+        progress: progress bars (stderr) over the rows and over the calls of a row, and after the
+            first call of each row a line with its estimated time.
     """
 
     preset: str = "tiny"
@@ -92,6 +103,7 @@ class BenchConfig:
     count_cost: bool = True
     threads: int | None = None
     seed: int = 0
+    progress: bool = True
 
     def __post_init__(self) -> None:
         if self.dtype != "auto" and self.dtype not in DTYPES:
@@ -241,6 +253,130 @@ def measure_memcpy_bandwidth(device: torch.device, megabytes: int = 256, repeats
     return 2 * source.numel() * 4 / best / 1e9
 
 
+# -- memory ----------------------------------------------------------------------------------------
+#: How often the CPU memory sampler reads the process's resident memory.
+MEMORY_SAMPLE_SECONDS = 0.001
+_STATM = "/proc/self/statm"
+
+
+def _anonymous_resident_bytes() -> int | None:
+    """Resident memory of this process that is not file-backed (``/proc/self/statm``: resident
+    minus shared pages), or None where /proc is missing. File-backed pages are left out because a
+    first call faults in kernel code pages that are no allocation of the call."""
+    try:
+        with open(_STATM) as file:
+            fields = file.read().split()
+    except OSError:
+        return None
+    return (int(fields[1]) - int(fields[2])) * _page_size()
+
+
+def _page_size() -> int:
+    return os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_resident_bytes() -> int:
+    """The process's lifetime peak RSS (``getrusage``; kilobytes on Linux, bytes on macOS)."""
+    import resource  # not on Windows
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if platform.system() == "Darwin" else peak * 1024
+
+
+def _release_free_heap() -> None:
+    """Hand freed heap pages back to the system (glibc ``malloc_trim``) before a measurement.
+
+    Without it the resident memory at the start already holds what earlier calls freed but malloc
+    kept, the measured call reuses that memory, and its peak reads ~0 (measured: tiny preset, batch
+    64, 3.0 MB with the trim, 0.02 MB without). No-op where the C library has no ``malloc_trim``."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def memory_method(device: torch.device | str) -> str:
+    """What `PeakMemory` measures on ``device`` (written into the results as ``memory_method``)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "cuda: torch.cuda.max_memory_allocated above memory_allocated at the start (reset_peak_memory_stats)"
+    if _anonymous_resident_bytes() is not None:
+        return (f"cpu: anonymous resident memory (/proc/self/statm) sampled every {MEMORY_SAMPLE_SECONDS * 1e3:g} ms "
+                "in a background thread, peak minus the value at the start (heap trimmed first); peaks shorter than "
+                "a sample can be missed")
+    return "cpu: growth of the process's peak RSS (getrusage); a lower bound, 0 when the process peaked earlier"
+
+
+class PeakMemory:
+    """Context manager: the most memory the code inside needed beyond what was allocated when it
+    started, in bytes (``peak_bytes``) and MB (``peak_mb``, 2^20 bytes). One measure for every
+    benchmark in artok (`run_benchmark`, the tokenizer benchmark), described by `memory_method`.
+
+    CUDA: ``max_memory_allocated`` after ``reset_peak_memory_stats``, minus the allocation at the
+    start. CPU on Linux: a background thread samples the process's anonymous resident memory every
+    `MEMORY_SAMPLE_SECONDS` (torch releases the GIL inside ops, so it samples during them); the
+    peak minus the value at the start, after trimming the heap. The process's RSS alone (what was
+    reported before) is the same for every batch size; torch.profiler's memory events only give
+    the net allocation of each op, a peak has to be rebuilt from private records, and starting it
+    costs ~1 s per call; a dispatch-mode tracker of tensor outputs misses the buffers ops use
+    internally (tiny preset, batch 512: 20.1 MB against 24.5 MB resident). Elsewhere: the growth
+    of the lifetime peak RSS (``getrusage``), a lower bound.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.method = memory_method(self.device)
+        self.peak_bytes = 0
+        self._start = 0
+        self._peak = 0
+        self._stop = None
+        self._thread = None
+
+    @property
+    def peak_mb(self) -> float:
+        return self.peak_bytes / 2**20
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._start = torch.cuda.memory_allocated(self.device)
+        elif _anonymous_resident_bytes() is not None:
+            _release_free_heap()
+            self._start = self._peak = _anonymous_resident_bytes()
+            self._start_sampler()
+        else:
+            self._start = _peak_resident_bytes()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, _anonymous_resident_bytes() or 0)
+        else:
+            peak = _peak_resident_bytes()
+        self.peak_bytes = max(0, peak - self._start)
+
+    def _start_sampler(self) -> None:
+        import threading
+
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="artok-peak-memory", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(MEMORY_SAMPLE_SECONDS):
+            resident = _anonymous_resident_bytes()
+            if resident is not None and resident > self._peak:
+                self._peak = resident
+
+
 # -- measurement -----------------------------------------------------------------------------------
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -251,17 +387,16 @@ def _is_oom(error: BaseException) -> bool:
     return isinstance(error, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(error).lower()
 
 
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process peak RSS (KiB on Linux)
-
-
 @torch.no_grad()
 def _plain_raster(generator, labels, config, rng, num_tokens: int) -> torch.Tensor:
     """`sample_raster`'s loop (same functions), stopped after ``num_tokens`` tokens."""
     from artok.sampling.kv_cache import static_kv_cache
-    from artok.sampling.loops import decode_one_token, guided_labels, next_token, prefill
+    from artok.sampling.loops import (
+        decode_one_token,
+        guided_labels,
+        next_token,
+        prefill,
+    )
 
     seq_len = generator.config.seq_len
     rows = guided_labels(generator, labels, config)
@@ -276,25 +411,158 @@ def _plain_raster(generator, labels, config, rng, num_tokens: int) -> torch.Tens
     return out
 
 
-def _timed(run, device: torch.device, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        run()
+def _time_one(run, device: torch.device) -> float:
     _sync(device)
+    start = time.perf_counter()
+    run()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+def _timed(run, device: torch.device, config: BenchConfig, label: str, notify=None) -> float:
+    """Mean seconds of ``config.repeats`` timed calls after ``config.warmup`` untimed ones. A bar
+    counts the calls, and the first call's time gives the row's estimate (sent to ``notify``) so a
+    slow row says up front how long it will take."""
+    calls = config.warmup + config.repeats
     times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        run()
-        _sync(device)
-        times.append(time.perf_counter() - start)
+    with tqdm(total=calls, desc=label, unit="call", leave=False, disable=not config.progress, file=sys.stderr) as bar:
+        for index in range(calls):
+            seconds = _time_one(run, device)
+            if index == 0 and notify is not None:
+                _write_above_bars(notify, f"{label}: ~{format_duration(seconds)} per call, "
+                                          f"~{format_duration(seconds * calls)} for this row")
+            if index >= config.warmup:
+                times.append(seconds)
+            bar.update()
     return sum(times) / len(times)
+
+
+def _write_above_bars(write, line: str) -> None:
+    """Print a line without tearing the progress bars (they are cleared, then redrawn)."""
+    with tqdm.external_write_mode():
+        write(line)
+
+
+def _print_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def format_duration(seconds: float) -> str:
+    """``12 ms``, ``3.4 s``, ``5.2 min`` or ``1.3 h``: a duration at a glance."""
+    if seconds < 1:
+        return f"{seconds * 1e3:.0f} ms" if seconds >= 0.001 else f"{seconds * 1e3:.2f} ms"
+    if seconds < 90:
+        return f"{seconds:.1f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# -- estimates -------------------------------------------------------------------------------------
+#: A CPU sweep estimated to take longer than this gets a warning with a quicker command.
+SLOW_SWEEP_SECONDS = 60.0
+#: What the suggested quick command should take.
+QUICK_SWEEP_SECONDS = 20.0
+
+
+def estimate_call_seconds(batch1_seconds: float, flops_per_image: float, tflops: float, batch_size: int,
+                          token_fraction: float = 1.0) -> float:
+    """Rough seconds of one sampling call at ``batch_size``: the measured batch-1 call plus the
+    arithmetic of the other ``batch_size - 1`` images at the measured matmul rate (every image does
+    the same work), scaled to the fraction of the sequence that is timed. Optimistic where the
+    achieved rate stays below the large-matmul rate it is judged against."""
+    extra = (batch_size - 1) * flops_per_image / (tflops * 1e12)
+    return token_fraction * (batch1_seconds + extra)
+
+
+def estimate_sweep_seconds(batch1_seconds: float, flops_per_image: float, tflops: float, batch_sizes,
+                           calls_per_row: int, samplers: int, token_fraction: float = 1.0) -> float:
+    """`estimate_call_seconds` summed over every batch size, call and sampler of a sweep."""
+    per_batch = sum(estimate_call_seconds(batch1_seconds, flops_per_image, tflops, batch, token_fraction)
+                    for batch in batch_sizes)
+    return samplers * calls_per_row * per_batch
+
+
+@dataclass
+class Batch1Measure:
+    """A measured batch-1 image, what a CPU sweep's estimate starts from: its seconds (``source``
+    says how they were measured), its FLOPs and the matmul rate the extra images of a batch are
+    charged at."""
+
+    seconds: float
+    flops: float
+    tflops: float
+    source: str
+    seq_len: int
+
+
+def sweep_notice(name: str, config: BenchConfig, measure: Batch1Measure, samplers: int, raster: bool,
+                 counted_run: bool = False) -> str:
+    """One line before a CPU sweep: its estimated time (`estimate_sweep_seconds` from ``measure``,
+    plus the counted batch-1 image when it is still to come); when that is over
+    `SLOW_SWEEP_SECONDS`, a warning with a command that finishes in about `QUICK_SWEEP_SECONDS`."""
+    seq_len = measure.seq_len
+    fraction = min(config.tokens or seq_len, seq_len) / seq_len if raster else 1.0
+    calls = config.warmup + config.repeats
+    rows = samplers * len(config.batch_sizes)
+    total = estimate_sweep_seconds(measure.seconds, measure.flops, measure.tflops, config.batch_sizes, calls, samplers,
+                                   fraction) + (measure.seconds if counted_run else 0.0)
+    basis = (f"from a batch-1 image at {format_duration(measure.seconds)} ({measure.source}) and "
+             f"{measure.flops / 1e9:.3g} GFLOP per image at a measured {measure.tflops:.3g} TFLOP/s")
+    counted = " and one counted batch-1 image" if counted_run else ""
+    if total <= SLOW_SWEEP_SECONDS:
+        return f"{name} on cpu: {rows} rows x {calls} calls{counted}, estimated ~{format_duration(total)} ({basis})"
+    quick, quick_seconds = _quick_command(measure, calls, samplers, raster, counted_run)
+    smaller = " or a smaller preset (--preset tiny)" if config.checkpoint is None and name != "tiny" else ""
+    return (f"warning: {name} on cpu: {rows} rows x {calls} calls{counted} will take roughly "
+            f"{format_duration(total)} ({basis}); to try it quickly: {quick} (~{format_duration(quick_seconds)})"
+            f"{smaller}")
+
+
+#: Decode steps timed at batch 1 to estimate a raster sweep.
+PROBE_TOKENS = 4
+
+
+def raster_probe(generator, sampler, config: BenchConfig, device, tflops: float) -> Batch1Measure:
+    """A batch-1 raster image from `PROBE_TOKENS` decode steps of the plain loop, scaled to the
+    sequence: their FLOPs counted once (that call also warms up), their time the best of two. Every
+    step costs the same (the loop reads the whole static cache), so this takes a second where the
+    whole counted image takes half a minute on a CPU (gpt-b)."""
+    seq_len = generator.config.seq_len
+    probe = min(PROBE_TOKENS, seq_len)
+    labels = torch.zeros(1, dtype=torch.long, device=device)
+
+    def run():
+        _plain_raster(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed), probe)
+
+    flops = measure_cost(run, generator)["flops"]
+    seconds = min(_time_one(run, device) for _ in range(2))
+    scale = seq_len / probe
+    return Batch1Measure(seconds * scale, flops * scale, tflops, f"{probe} timed decode steps, scaled to {seq_len}",
+                         seq_len)
+
+
+def _quick_command(measure: Batch1Measure, calls: int, samplers: int, raster: bool,
+                   counted_run: bool) -> tuple[str, float]:
+    """Options that time batch 1 only (for raster generators the most tokens that still fit
+    `QUICK_SWEEP_SECONDS`), with their estimated seconds (``--no-count`` when the counted image
+    alone would not fit)."""
+    counted = measure.seconds if counted_run else 0.0
+    no_count = ""
+    if counted > QUICK_SWEEP_SECONDS / 2:
+        counted, no_count = 0.0, " --no-count"
+    if not raster:
+        return f"--batch-sizes 1 --repeats 1 --warmup 0{no_count}", samplers * measure.seconds + counted
+    per_token = samplers * calls * measure.seconds / measure.seq_len
+    tokens = max(1, min(measure.seq_len, int((QUICK_SWEEP_SECONDS - counted) / per_token)))
+    return f"--batch-sizes 1 --tokens {tokens}{no_count}", tokens * per_token + counted
 
 
 def _load(config: BenchConfig, device: torch.device):
     """(generator, kind, preset-or-None, sampler config)."""
     if config.checkpoint:
         from artok.hub import from_pretrained
-        from artok.sampling.dispatch import sampler_config_for, sampler_kind_for
+        from artok.zoo import sampler_config_for, sampler_kind_for
 
         generator = from_pretrained(config.checkpoint, device).eval()
         kind = sampler_kind_for(generator)
@@ -318,8 +586,13 @@ def _overrides(config: BenchConfig, kind: str) -> dict:
     return overrides
 
 
-def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
-    """Measure every sampler at every batch size; see `BenchConfig`."""
+def run_benchmark(config: BenchConfig, log=print, notify=None) -> BenchResult:
+    """Measure every sampler at every batch size; see `BenchConfig`.
+
+    ``log`` gets one table line per row (`format_row`); ``notify`` (default: stderr) gets the
+    estimates: one line before a CPU sweep, and with ``config.progress`` one per row after its
+    first call."""
+    notify = notify or _print_to_stderr
     if config.threads:
         torch.set_num_threads(config.threads)
     device = torch.device(config.device)
@@ -327,6 +600,7 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
         raise ValueError("--device cuda was asked for, but CUDA is not available")
     dtype = DTYPES.get(config.dtype) or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     generator, kind, preset, sampler = _load(config, device)
+    name = preset.name if preset else config.checkpoint
     for parameter in generator.parameters():  # buffers (rotary tables, masks) keep their dtypes
         parameter.data = parameter.data.to(dtype)
     params = sum(p.numel() for p in generator.parameters())
@@ -341,86 +615,111 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
     roofline = {"bandwidth_gbs": bandwidth, "bandwidth_source": bandwidth_source}
     if kind == "raster":  # (a bitwise / dimwise head adds its own per-step work to this floor)
         roofline.update(raster_traffic(generator, dtype, guided))
+    timed_kind, samplers = _timed_kind_and_samplers(generator, kind, config)
+    raster, cpu = timed_kind == "raster", device.type == "cpu"
+    matmul_peak = _peak_tflops(config, device, dtype) if config.count_cost or (cpu and raster) else None
+    if cpu:
+        _notify_estimate_before_counting(generator, sampler, config, name, len(samplers), raster, matmul_peak, notify)
     if config.count_cost:
-        roofline.update(_compute_roofline(generator, kind, sampler, config, device, dtype))
+        if cpu and config.progress:
+            notify(f"{name} on cpu: counting the FLOPs of one batch-1 image (the compute floor) ...")
+        floors, counted_seconds = _compute_roofline(generator, sampler, config, device, matmul_peak)
+        roofline.update(floors)
+        if cpu and not raster:  # no cheap probe for these kinds: the counted image is the measurement
+            measure = Batch1Measure(counted_seconds, floors["flops_per_image"], matmul_peak[0],
+                                    "the counted image: high by the counter's overhead", _seq_len(generator))
+            notify(sweep_notice(name, config, measure, len(samplers), raster))
     model = {"preset": preset.name if preset else None, "checkpoint": config.checkpoint, "kind": kind,
              "params": params, "sampler": asdict(sampler), "dtype": str(dtype).replace("torch.", "")}
     environment = {"torch": torch.__version__, "device": _device_name(device), "python": platform.python_version(),
-                   "threads": torch.get_num_threads()}
+                   "threads": torch.get_num_threads(), "memory_method": memory_method(device)}
     result = BenchResult(asdict(config), model, environment, roofline)
-    # The engine and the token-prefix timing drive softmax heads; bitwise / dimwise raster heads and
-    # the other generator kinds are timed through their own whole-sequence loop.
-    categorical = getattr(generator.config, "head", "categorical") == "categorical"
-    if kind == "raster" and not categorical:
-        kind = "raster-head"
-    # The engines: `SamplingEngine` (raster), `NextScaleEngine`, `MaskGITEngine`; categorical heads.
-    samplers = config.samplers if kind == "raster" or (kind in ("next-scale", "maskgit") and categorical) else ("plain",)
-    for sampler_name in samplers:
-        for batch_size in sorted(config.batch_sizes):
-            row = _measure(generator, kind, sampler_name, batch_size, sampler, config, device, roofline)
-            result.rows.append(row)
-            log(format_row(row))
-            if row.error:
-                break
+    batch_sizes = sorted(config.batch_sizes)
+    with tqdm(total=len(samplers) * len(batch_sizes), desc=f"bench {name}", unit="row",
+              disable=not config.progress, file=sys.stderr) as bar:
+        for sampler_name in samplers:
+            for batch_size in batch_sizes:
+                row = _measure(generator, timed_kind, sampler_name, batch_size, sampler, config, device, roofline,
+                               notify if config.progress else None)
+                result.rows.append(row)
+                _write_above_bars(log, format_row(row))
+                bar.update()
+                if row.error:
+                    break
     return result
 
 
-def _compute_roofline(generator, kind, sampler, config: BenchConfig, device, dtype) -> dict:
+def _notify_estimate_before_counting(generator, sampler, config: BenchConfig, name: str, samplers: int, raster: bool,
+                                     matmul_peak, notify) -> None:
+    """The CPU estimate before anything long runs: for raster generators from `raster_probe` (a
+    second's work), so the warning comes before the half-minute counted image of gpt-b; with
+    ``--no-count`` on other kinds, a note that only the per-row estimates will come."""
+    if raster:
+        measure = raster_probe(generator, sampler, config, torch.device("cpu"), matmul_peak[0])
+        notify(sweep_notice(name, config, measure, samplers, raster, counted_run=config.count_cost))
+    elif not config.count_cost:
+        notify(f"{name} on cpu: no estimate of the sweep without the counted batch-1 image (--no-count); "
+               "each row prints its own after its first call")
+
+
+def _timed_kind_and_samplers(generator, kind: str, config: BenchConfig) -> tuple[str, tuple]:
+    """How a generator is timed: ``raster-head`` for raster generators with a bitwise / dimwise head
+    (their own whole-sequence loop; the engine and the token-prefix timing drive softmax heads),
+    and which samplers apply (the engines: `SamplingEngine` for raster, `NextScaleEngine`,
+    `MaskGITEngine`, for categorical heads; every other kind has its own loop only)."""
+    categorical = getattr(generator.config, "head", "categorical") == "categorical"
+    if kind == "raster" and not categorical:
+        kind = "raster-head"
+    engines = kind == "raster" or (kind in ("next-scale", "maskgit") and categorical)
+    return kind, config.samplers if engines else ("plain",)
+
+
+def _seq_len(generator) -> int:
+    return getattr(generator.config, "seq_len", None) or generator.config.spec.seq_len
+
+
+def _peak_tflops(config: BenchConfig, device, dtype) -> tuple[float, str]:
+    """(matmul peak TFLOP/s, where it comes from): given, the H100's table value, or measured."""
+    if config.peak_tflops is not None:
+        return config.peak_tflops, "given"
+    if device.type == "cuda" and "H100" in torch.cuda.get_device_name(device) and dtype in H100_PEAK_TFLOPS:
+        return H100_PEAK_TFLOPS[dtype], "H100 SXM dense"
+    return measure_matmul_tflops(device, dtype), "measured matmul"
+
+
+def _compute_roofline(generator, sampler, config: BenchConfig, device, matmul_peak: tuple[float, str]) -> tuple[dict, float]:
     """FLOPs per image and weight bytes per batch from one counted batch-1 run of the plain sampler,
-    and the matmul peak they are judged against."""
-    from artok.sampling.dispatch import sample
+    and the matmul peak they are judged against; with the seconds the counted run took."""
+    from artok.zoo import sample
 
     labels = torch.zeros(1, dtype=torch.long, device=device)
     # engine=False: the plain loop runs every op through the dispatcher, where the counter sees it
     # (a CUDA graph replay would hide them).
+    started = time.perf_counter()
     cost = measure_cost(lambda: sample(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed),
                                        engine=False), generator)
-    peak, source = config.peak_tflops, "given"
-    if peak is None:
-        if device.type == "cuda" and "H100" in torch.cuda.get_device_name(device) and dtype in H100_PEAK_TFLOPS:
-            peak, source = H100_PEAK_TFLOPS[dtype], "H100 SXM dense"
-        else:
-            peak, source = measure_matmul_tflops(device, dtype), "measured matmul"
-    return {"flops_per_image": cost["flops"], "weight_bytes_per_batch": cost["weight_bytes"], "peak_tflops": peak,
-            "peak_source": source}
+    _sync(device)
+    counted_seconds = time.perf_counter() - started
+    floors = {"flops_per_image": cost["flops"], "weight_bytes_per_batch": cost["weight_bytes"],
+              "peak_tflops": matmul_peak[0], "peak_source": matmul_peak[1]}
+    return floors, counted_seconds
 
 
-def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchConfig, device, roofline) -> BenchRow:
+def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchConfig, device, roofline,
+             notify=None) -> BenchRow:
+    """One row: time the sampler at ``batch_size``; its peak memory is what building the sampler
+    (an engine's KV cache) and its calls needed beyond what was allocated before (`PeakMemory`)."""
     labels = torch.arange(batch_size, device=device) % generator.config.num_classes
-    seq_len = getattr(generator.config, "seq_len", None) or generator.config.spec.seq_len
+    seq_len = _seq_len(generator)
     tokens = min(config.tokens or seq_len, seq_len) if kind == "raster" else seq_len
     row = BenchRow(sampler_name, batch_size, tokens)
     if device.type == "cuda":
         torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
     try:
-        if kind == "raster" and sampler_name == "engine":
-            from artok.sampling.engine import SamplingEngine
-
-            engine = SamplingEngine(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,
-                                    attention=config.attention, guidance=sampler.uses_cfg)
-
-            def run():
-                engine.generate(labels, sampler, torch.Generator(device).manual_seed(config.seed), tokens)
-        elif kind in ("next-scale", "maskgit") and sampler_name == "engine":
-            from artok.sampling.maskgit_engine import MaskGITEngine
-            from artok.sampling.next_scale_engine import NextScaleEngine
-
-            engine_class = NextScaleEngine if kind == "next-scale" else MaskGITEngine
-            engine = engine_class(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,
-                                  guidance=sampler.uses_cfg)
-
-            def run():
-                engine.sample(labels, sampler, torch.Generator(device).manual_seed(config.seed))
-        elif kind == "raster":
-            def run():
-                _plain_raster(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed), tokens)
-        else:
-            from artok.sampling.dispatch import sample
-
-            def run():
-                sample(generator, labels, sampler, torch.Generator(device).manual_seed(config.seed), engine=False)
-        row.seconds = _timed(run, device, config.repeats, config.warmup)
+        with PeakMemory(device) as memory:
+            run = _sampler_call(generator, kind, sampler_name, batch_size, labels, sampler, config, device, tokens)
+            row.seconds = _timed(run, device, config, f"{sampler_name} batch {batch_size}", notify)
+            del run  # an engine's buffers are freed before the next row
     except Exception as error:  # noqa: BLE001 - out-of-memory ends the sweep, anything else is a bug
         if not _is_oom(error):
             raise
@@ -431,11 +730,37 @@ def _measure(generator, kind, sampler_name, batch_size, sampler, config: BenchCo
     row.ms_per_step = 1e3 * row.seconds / tokens
     row.latency_s = row.seconds * seq_len / tokens
     row.images_per_s = batch_size / row.latency_s
-    row.peak_memory_mb = _peak_memory_mb(device)
+    row.peak_memory_mb = memory.peak_mb
     # One reference for every row of a kind: the ideal floor (valid-length KV reads for raster).
     row.roofline_images_per_s, row.bound = floor_images_per_s(roofline, batch_size)
     row.roofline_fraction = row.images_per_s / row.roofline_images_per_s
     return row
+
+
+def _sampler_call(generator, kind, sampler_name, batch_size, labels, sampler, config: BenchConfig, device, tokens):
+    """A no-argument function that samples one batch with the chosen sampler (engines are built here)."""
+    def generator_rng():
+        return torch.Generator(device).manual_seed(config.seed)
+
+    if kind == "raster" and sampler_name == "engine":
+        from artok.sampling.engine import SamplingEngine
+
+        engine = SamplingEngine(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,
+                                attention=config.attention, guidance=sampler.uses_cfg)
+        return lambda: engine.generate(labels, sampler, generator_rng(), tokens)
+    if kind in ("next-scale", "maskgit") and sampler_name == "engine":
+        from artok.sampling.maskgit_engine import MaskGITEngine
+        from artok.sampling.next_scale_engine import NextScaleEngine
+
+        engine_class = NextScaleEngine if kind == "next-scale" else MaskGITEngine
+        engine = engine_class(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,
+                              guidance=sampler.uses_cfg)
+        return lambda: engine.sample(labels, sampler, generator_rng())
+    if kind == "raster":
+        return lambda: _plain_raster(generator, labels, sampler, generator_rng(), tokens)
+    from artok.zoo import sample
+
+    return lambda: sample(generator, labels, sampler, generator_rng(), engine=False)
 
 
 def _device_name(device: torch.device) -> str:
@@ -453,7 +778,7 @@ def format_row(row: BenchRow) -> str:
     if row.error:
         return f"{row.sampler:8s} {row.batch_size:5d} {row.tokens_timed:6d}  {row.error}"
     return (f"{row.sampler:8s} {row.batch_size:5d} {row.tokens_timed:6d} {row.ms_per_step:9.3f} {row.latency_s:10.4f} "
-            f"{row.images_per_s:9.2f} {row.peak_memory_mb:9.0f} {row.roofline_images_per_s:15.1f} "
+            f"{row.images_per_s:9.2f} {row.peak_memory_mb:9.2f} {row.roofline_images_per_s:15.1f} "
             f"{row.roofline_fraction:8.4f} {row.bound:>7s}")
 
 
@@ -463,7 +788,7 @@ def describe(result: BenchResult) -> str:
     lines = [f"{model['preset'] or model['checkpoint']} ({model['kind']}, {model['params'] / 1e6:.1f}M params, "
              f"{model['dtype']}) on {result.environment['device']}, torch {result.environment['torch']}, "
              f"{result.environment['threads']} threads",
-             f"sampler: {model['sampler']}"]
+             f"sampler: {format_settings(model['sampler'])}"]
     if "weight_bytes_per_step" in roofline:
         bandwidth = roofline["bandwidth_gbs"]
         batch1 = (roofline["seq_len"] * roofline["weight_bytes_per_step"] + roofline["kv_bytes_per_image_valid"]) / (bandwidth * 1e9)
@@ -479,7 +804,15 @@ def describe(result: BenchResult) -> str:
             f"{roofline['weight_bytes_per_batch'] / 1e9:.3f} GB/batch")
     if len(lines) == 2:
         lines.append("roofline: not computed (count_cost off and not a raster generator)")
+    if "memory_method" in result.environment:
+        lines.append(f"peak MB: the most memory a row needed beyond what was allocated before it; "
+                     f"{result.environment['memory_method']}")
     return "\n".join(lines)
+
+
+def format_settings(settings: dict) -> str:
+    """``key: value, key: value`` (a settings dict for people, not Python's repr)."""
+    return ", ".join(f"{key}: {value}" for key, value in settings.items())
 
 
 def write_report(result: BenchResult, path: str | Path) -> Path:
@@ -489,7 +822,7 @@ def write_report(result: BenchResult, path: str | Path) -> Path:
 
     model = result.model
     report = Report(f"artok bench: {model['preset'] or model['checkpoint']}")
-    report.add_text(describe(result))
+    report.add_text("\n\n".join(describe(result).splitlines()))
     rows = [row for row in result.rows if not row.error]
     samplers = list(dict.fromkeys(row.sampler for row in rows))
     batches = sorted({row.batch_size for row in rows})
@@ -507,6 +840,9 @@ def write_report(result: BenchResult, path: str | Path) -> Path:
                         "fraction of the roofline reached", xlabel="batch size", ylabel="fraction", logx=True)
     report.add_metrics_table([{key: value for key, value in asdict(row).items() if value is not None}
                               for row in result.rows], "one row per sampler and batch size")
+    report.add_heading("Setup")
+    report.add_metrics_table({"model": model, "roofline": result.roofline, "environment": result.environment,
+                              "options": result.config})
     return report.save(path)
 
 

@@ -6,14 +6,20 @@ import pytest
 import torch
 
 from artok.benchmarking import (
+    Batch1Measure,
+    BenchConfig,
+    PeakMemory,
+    estimate_call_seconds,
     floor_images_per_s,
     measure_cost,
     raster_traffic,
     raster_traffic_from_config,
     roofline_images_per_s,
+    run_benchmark,
+    sweep_notice,
 )
-from artok.generators import RasterConfig
 from artok.cli.main import main
+from artok.generators import RasterConfig
 from artok.presets import PRESETS, get_preset
 
 
@@ -44,6 +50,95 @@ def test_tiny_bench_run_writes_json(tmp_path, capsys):
     assert result["roofline"]["flops_per_image"] > 0 and all(r["bound"] in ("memory", "compute") for r in rows)
     report = (tmp_path / "bench.html").read_text()  # the HTML report beside the JSON: plots and the table
     assert report.count("data:image/png;base64,") == 2 and "images/s against batch size" in report
+    assert result["environment"]["memory_method"].startswith("cpu: ")
+    assert "sampler: temperature: 1.0, top_k: 16" in printed  # settings for people, not a Python dict
+    assert "{'temperature'" not in printed and "{&#x27;temperature" not in report
+    assert '<div class="table-scroll"><table class="metrics">' in report  # wide tables scroll in their box
+    assert 'peak_<wbr>memory_mb <span class="unit">(MB)</span>' in report
+
+
+def test_bench_shows_progress_and_estimates_on_stderr(tmp_path, capsys):
+    """Before the sweep one estimate line (CPU); after the first call of each row its own
+    estimate; progress bars on stderr. --no-progress keeps only the up-front estimate."""
+    threads = torch.get_num_threads()
+    options = ["bench", "--preset", "tiny", "--batch-sizes", "1,2", "--tokens", "4", "--repeats", "1", "--threads", "1",
+               "--sampler", "plain", "--out", str(tmp_path / "bench.json")]
+    try:
+        assert main(options) == 0
+        shown = capsys.readouterr()
+        assert main([*options, "--no-progress"]) == 0
+        quiet = capsys.readouterr()
+    finally:
+        torch.set_num_threads(threads)
+    assert "tiny on cpu: 2 rows x 2 calls and one counted batch-1 image, estimated ~" in shown.err
+    assert "plain batch 1: ~" in shown.err and "per call, ~" in shown.err and "for this row" in shown.err
+    assert "bench tiny" in shown.err and "call" in shown.err  # the bars
+    assert "ms/step" in shown.out and "per call" not in shown.out  # the table alone on stdout
+    assert "tiny on cpu: 2 rows x 2 calls" in quiet.err
+    assert "for this row" not in quiet.err and "bench tiny" not in quiet.err
+
+
+def test_slow_cpu_sweep_warns_with_a_quicker_command():
+    """The README's `artok bench --preset gpt-b` on a CPU: from a measured batch-1 image (25 s) and
+    its counted FLOPs, the default sweep is estimated at an hour and the warning proposes batch 1
+    with fewer tokens, sized to finish in ~20 s; a quick sweep gets a plain estimate."""
+    measure = Batch1Measure(seconds=25.0, flops=105e9, tflops=0.09, source="probe", seq_len=256)
+    line = sweep_notice("gpt-b", BenchConfig(preset="gpt-b"), measure, samplers=2, raster=True, counted_run=True)
+    assert line.startswith("warning: gpt-b on cpu: 8 rows x 4 calls") and "roughly 64.3 min" in line
+    assert "--batch-sizes 1 --tokens 25 --no-count" in line and "--preset tiny" in line
+    quick = sweep_notice("gpt-b", BenchConfig(preset="gpt-b", batch_sizes=(1,), tokens=25), measure, 2, raster=True)
+    assert not quick.startswith("warning") and "estimated ~19.5 s" in quick
+    # Arithmetic: the batch-1 image plus the FLOPs of the other images at the measured rate.
+    assert estimate_call_seconds(25.0, 105e9, 0.09, 8, token_fraction=0.5) == pytest.approx(0.5 * (25 + 7 * 105e9 / 0.09e12))
+
+
+def _long_tiny_checkpoint(directory):
+    """The tiny preset's generator with a 16 x 16 grid (256 tokens): enough activations and cache
+    that memory per call clearly scales with the batch."""
+    from artok.generators import RasterConfig, RasterGenerator
+    from artok.hub import save_pretrained
+    from artok.tokens import TokenSpec
+
+    options = dict(get_preset("tiny").options)
+    options["token_spec"] = TokenSpec("discrete", "grid", grid=(16, 16), vocab_size=64).to_dict()
+    torch.manual_seed(0)
+    generator = RasterGenerator(RasterConfig(**options)).eval()
+    save_pretrained(generator, directory)
+    return generator
+
+
+def test_peak_memory_per_call_grows_with_the_batch(tmp_path):
+    """Peak MB is per row (before: the process's peak RSS, the same for every batch size): the plain
+    sampler's static KV cache alone is 2 rows (CFG) x layers x K,V x width x 256 slots x 4 bytes per
+    image, so batch 64 needs at least 64 times that, batch 1 a small fraction of it."""
+    generator = _long_tiny_checkpoint(tmp_path / "long")
+    threads = torch.get_num_threads()
+    try:
+        result = run_benchmark(BenchConfig(checkpoint=str(tmp_path / "long"), batch_sizes=(1, 64), samplers=("plain",),
+                                           cfg_scale=2.0, repeats=1, warmup=0, count_cost=False, threads=1, progress=False),
+                               log=lambda line: None, notify=lambda line: None)
+    finally:
+        torch.set_num_threads(threads)
+    config = generator.config
+    cache_mb_per_image = 2 * config.depth * 2 * config.dim * config.seq_len * 4 / 2**20
+    small, large = (row.peak_memory_mb for row in result.rows)
+    assert large >= 0.9 * 64 * cache_mb_per_image
+    assert small < large / 10
+
+
+def test_peak_memory_of_a_call_that_allocates_nothing_large_is_near_zero():
+    with PeakMemory("cpu") as idle:
+        torch.ones(16).sum()
+    assert idle.peak_mb < 1.0
+    with PeakMemory("cpu") as busy:  # 64 MB held for a while: the sampler sees it
+        held = torch.ones(16 * 2**20)
+        torch.ones(1).add_(1)
+        import time
+
+        time.sleep(0.2)
+        del held
+    assert 60 < busy.peak_mb < 70
+    assert busy.method.startswith("cpu: anonymous resident memory")
 
 
 def test_gpt_b_roofline_matches_the_anchors():
@@ -97,9 +192,9 @@ def test_floor_takes_the_slower_of_memory_and_compute():
 def test_bench_other_kinds_from_a_checkpoint(kind, tmp_path, capsys):
     """A saved next-scale generator is timed with its engine and its plain loop, a MAR with its own
     loop (with --iterations / --steps); both get a compute floor and a roofline fraction."""
-    from artok.generators import build_generator
     from artok.hub import save_pretrained
     from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
+    from artok.zoo import build_generator
 
     quantizer = {"next-scale": ("msvq", {"codebook_size": 16, "scales": (1, 2, 4)}), "mar": ("kl", {})}[kind]
     torch.manual_seed(0)

@@ -13,7 +13,6 @@ import io
 import math
 import numbers
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from artok.data.base import to_uint8
+from artok.hub import atomic_write_bytes
 
 #: Grids of small images are upscaled (nearest neighbour) until a cell is at least this many pixels.
 MIN_CELL_PIXELS = 64
@@ -73,20 +73,6 @@ def _to_pil(grid: np.ndarray) -> Image.Image:
     return Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid)
 
 
-def _atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _png_bytes(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -102,7 +88,7 @@ def save_image_grid(
     scale: int = 1,
 ) -> Path:
     """Write `image_grid` of ``images`` to ``path`` as a PNG (atomically). Returns the path."""
-    return _atomic_write_bytes(path, _png_bytes(_to_pil(image_grid(images, nrow, padding, pad_value, scale))))
+    return atomic_write_bytes(path, _png_bytes(_to_pil(image_grid(images, nrow, padding, pad_value, scale))))
 
 
 def default_scale(height: int, width: int) -> int:
@@ -116,8 +102,9 @@ def default_scale(height: int, width: int) -> int:
 
 
 def format_number(value: Any) -> str:
-    """Compact human formatting: integers with thousands separators, floats to 4 significant
-    digits (one decimal past 1,000), scientific notation for tiny magnitudes."""
+    """Compact human formatting: integers (and floats holding a whole number, such as counts
+    stored as floats) with thousands separators and no ".0"; other floats to 4 significant digits
+    (one decimal from 1,000, none from 100,000); scientific notation for tiny and huge magnitudes."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
         value = value.item()
     if isinstance(value, np.generic):
@@ -134,6 +121,12 @@ def format_number(value: Any) -> str:
     if value == 0:
         return "0"
     magnitude = abs(value)
+    if magnitude >= 1e15:
+        return f"{value:.3e}"
+    if value.is_integer():
+        return f"{int(value):,}"
+    if magnitude >= 1e5:
+        return f"{value:,.0f}"
     if magnitude >= 1000:
         return f"{value:,.1f}"
     if magnitude < 1e-3:
@@ -145,6 +138,72 @@ def _is_number(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return value.numel() == 1
     return isinstance(value, (numbers.Real, np.generic)) and not isinstance(value, bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Units and meanings of the metric keys the reports show
+
+#: ``key: (unit, meaning)`` for the metric names artok's reports use; a newcomer reading a table
+#: sees the unit beside the number and the meaning as a tooltip (and in the "meaning" column of
+#: two-column tables). Keys are matched after dropping a ``tokenizer.`` / ``generator.`` prefix.
+METRIC_UNITS: dict[str, tuple[str, str]] = {
+    "psnr": ("dB", "peak signal-to-noise ratio of reconstructions against the originals; higher is better"),
+    "ssim": ("0-1", "structural similarity of reconstructions and originals; 1 is identical"),
+    "lpips": ("", "learned perceptual distance (VGG16 features); lower is better"),
+    "fd": ("", "Frechet distance between reference-classifier features of the images and of real images; lower is better"),
+    "fd_reference": ("", "FD between two sets of real images of the same size: the floor FD can reach"),
+    "class_accuracy": ("fraction", "share of generated images the reference classifier puts in the class asked for"),
+    "codebook_usage": ("fraction", "share of the codebook's codes used at least once"),
+    "codebook_size": ("codes", "entries of the codebook"),
+    "codes_used": ("codes", "codes used at least once"),
+    "perplexity": ("codes", "exp(entropy) of the code frequencies: how many codes are effectively in use"),
+    "entropy_bits": ("bits", "entropy of the code frequencies"),
+    "rank_frequency_slope": ("", "slope of log frequency against log rank of the codes (0: uniform use)"),
+    "bits_per_image": ("bits", "tokens x bits per token: the compressed size of one image"),
+    "tokens_per_image": ("tokens", "tokens that describe one image"),
+    "num_tokens": ("tokens", "tokens decoded (a prefix of the sequence)"),
+    "tokens_timed": ("tokens", "decode steps timed per call (the rest of the sequence is extrapolated)"),
+    "images": ("images", "images evaluated"),
+    "num_samples": ("images", "generated images evaluated"),
+    "num_reference": ("images", "real images the generated ones are compared with"),
+    "train_images": ("images", "images in the training split"),
+    "test_images": ("images", "images in the test split"),
+    "batch_size": ("images", "images per call"),
+    "params": ("parameters", "number of weights"),
+    "steps": ("steps", "optimisation steps"),
+    "seconds": ("s", "wall time"),
+    "seconds_total": ("s", "wall time of the whole run"),
+    "sample_seconds_per_image": ("s", "sampling wall time divided by the number of images"),
+    "latency_s": ("s", "wall time of one batch, for the whole token sequence"),
+    "latency_ms": ("ms", "wall time of one batch"),
+    "ms_per_step": ("ms", "wall time of one decode step of the whole batch"),
+    "images_per_s": ("images/s", "throughput: images finished per second"),
+    "encode_images_per_s": ("images/s", "encoding throughput"),
+    "decode_images_per_s": ("images/s", "decoding throughput"),
+    "roofline_images_per_s": ("images/s", "images/s at the slower of the memory-bandwidth and compute floors"),
+    "roofline_fraction": ("fraction", "measured images/s over roofline images/s (1 = at the hardware floor)"),
+    "bound": ("", "which floor limits the roofline: memory bandwidth or compute"),
+    "peak_mb": ("MB", "most memory a call needed above what was allocated before it (MB = 2^20 bytes)"),
+    "peak_memory_mb": ("MB", "most memory a call needed above what was allocated before it (MB = 2^20 bytes)"),
+    "encode_peak_memory_mb": ("MB", "peak extra memory of an encode call (MB = 2^20 bytes)"),
+    "decode_peak_memory_mb": ("MB", "peak extra memory of a decode call (MB = 2^20 bytes)"),
+}
+
+#: Units of keys not in `METRIC_UNITS`, by how the name ends.
+_UNIT_SUFFIXES = (("_per_s", "per s"), ("_mb", "MB"), ("_ms", "ms"), ("_s", "s"), ("_seconds", "s"))
+
+
+def metric_unit(key: Any) -> tuple[str, str]:
+    """``(unit, meaning)`` of a metric key ("" for either when unknown). ``tokenizer.psnr`` and
+    ``psnr fashion-mnist`` are looked up as ``psnr``; unknown keys get a unit from their ending."""
+    name = str(key).split(".")[-1]
+    for candidate in (name, name.split(" ")[0]):
+        if candidate in METRIC_UNITS:
+            return METRIC_UNITS[candidate]
+    for suffix, unit in _UNIT_SUFFIXES:
+        if name.endswith(suffix):
+            return unit, ""
+    return "", ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,18 +222,93 @@ figure { margin: 1rem 0 1.5rem; }
 figcaption { color: #57606a; font-size: .9rem; margin-top: .35rem; }
 img { max-width: 100%; height: auto; }
 img.pixels { image-rendering: pixelated; image-rendering: crisp-edges; }
-table.metrics { border-collapse: collapse; margin: .8rem 0 1.4rem; font-size: .92rem; }
-table.metrics th, table.metrics td { border: 1px solid #d0d7de; padding: .3rem .7rem; }
+.table-scroll { overflow-x: auto; max-width: 100%; margin: .8rem 0 1.4rem; }
+table.metrics { border-collapse: collapse; font-size: .92rem; }
+table.metrics th, table.metrics td { border: 1px solid #d0d7de; padding: .3rem .7rem; vertical-align: top; }
 table.metrics th { background: #f6f8fa; text-align: left; font-weight: 600; }
-table.metrics td.number { text-align: right; font-variant-numeric: tabular-nums;
+table.metrics th[title] { text-decoration: underline dotted #8c959f; cursor: help; }
+table.metrics th .unit { font-weight: 400; color: #57606a; white-space: nowrap; }
+table.metrics td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;
                           font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+table.metrics td.meaning { color: #57606a; font-size: .85rem; min-width: 16rem; }
 table.metrics tr:nth-child(even) td { background: #fbfcfd; }
+table.nested { border-collapse: collapse; font-size: .85rem; }
+table.metrics table.nested th, table.metrics table.nested td { border: none; border-bottom: 1px solid #eaeef2;
+                                                              padding: .1rem .5rem .1rem 0; background: none; }
+table.metrics table.nested th { color: #57606a; font-weight: 500; }
 table.grid { border-collapse: collapse; }
 table.grid th { text-align: right; padding-right: .8rem; font-weight: 600; color: #57606a;
                 white-space: nowrap; vertical-align: middle; }
 table.grid td { padding: 0; }
 table.grid img { display: block; }
 """
+
+
+def _format_cell(value: Any, depth: int = 0) -> str:
+    """One table cell's HTML: numbers via `format_number`, dicts as a nested key/value table (so a
+    settings dict reads as settings, not as Python's repr), lists and tuples comma-separated."""
+    if isinstance(value, Mapping):
+        if not value:
+            return "&mdash;"
+        if depth >= 3:
+            return html.escape(", ".join(f"{key}: {item}" for key, item in value.items()))
+        rows = "".join(f"<tr><th>{html.escape(str(key))}</th><td>{_format_cell(item, depth + 1)}</td></tr>"
+                       for key, item in value.items())
+        return f'<table class="nested">{rows}</table>'
+    if isinstance(value, (list, tuple)):
+        return html.escape(", ".join(format_number(item) for item in value))
+    return html.escape(format_number(value))
+
+
+def _cell(value: Any) -> str:
+    css = ' class="number"' if _is_number(value) else ""
+    return f"<td{css}>{_format_cell(value)}</td>"
+
+
+def _breakable(name: str) -> str:
+    """A column name that may wrap after its underscores, so long names do not widen the table
+    (never before a last part of one or two letters: ``latency_s`` stays whole)."""
+    parts = name.split("_")
+    while len(parts) > 1 and len(parts[-1]) <= 2:
+        parts[-2:] = [f"{parts[-2]}_{parts[-1]}"]
+    return "_<wbr>".join(html.escape(part) for part in parts)
+
+
+def _header(column: Any) -> str:
+    unit, meaning = metric_unit(column)
+    title = f' title="{html.escape(meaning)}"' if meaning else ""
+    unit_html = f' <span class="unit">({html.escape(unit)})</span>' if unit else ""
+    return f"<th{title}>{_breakable(str(column))}{unit_html}</th>"
+
+
+def _key_value_table(metrics: Mapping[str, Any]) -> str:
+    """metric | value | unit | meaning, one row per key (the unit and meaning columns only when
+    some key has one, so a settings table stays two columns)."""
+    if not metrics:
+        raise ValueError("add_metrics_table needs at least one metric or row")
+    units = {name: metric_unit(name) for name in metrics}
+    with_unit = any(unit for unit, _ in units.values())
+    with_meaning = any(meaning for _, meaning in units.values())
+    body = []
+    for name, value in metrics.items():
+        unit, meaning = units[name]
+        title = f' title="{html.escape(meaning)}"' if meaning else ""
+        cells = f"<th{title}>{html.escape(str(name))}</th>{_cell(value)}"
+        cells += f"<td>{html.escape(unit)}</td>" if with_unit else ""
+        cells += f'<td class="meaning">{html.escape(meaning)}</td>' if with_meaning else ""
+        body.append(f"<tr>{cells}</tr>")
+    head = "<th>metric</th><th>value</th>" + ("<th>unit</th>" if with_unit else "") + ("<th>meaning</th>" if with_meaning else "")
+    return f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _row_table(rows: list[Mapping[str, Any]]) -> str:
+    """One row per dict, one column per key (union in first-seen order), units in the header."""
+    if not rows:
+        raise ValueError("add_metrics_table needs at least one metric or row")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    head = "".join(_header(column) for column in columns)
+    body = "".join(f"<tr>{''.join(_cell(row.get(column, '')) for column in columns)}</tr>" for row in rows)
+    return f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 class Report:
@@ -208,33 +342,23 @@ class Report:
         metrics: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         caption: str | None = None,
     ) -> None:
-        """A table of numbers, formatted with `format_number` and right-aligned.
+        """A table of numbers, formatted with `format_number` and right-aligned, with units.
 
         Args:
-            metrics: a ``{name: value}`` dict (rendered as two columns, metric and value), or a
-                list of row dicts (columns are the union of their keys in first-seen order;
-                missing cells stay empty), e.g. one row per model.
+            metrics: a ``{name: value}`` dict (rendered as metric, value, unit and meaning
+                columns), or a list of row dicts (columns are the union of their keys in
+                first-seen order; missing cells stay empty; a column's unit follows its name and
+                its meaning is the header's tooltip), e.g. one row per model. Values that are
+                dicts are shown as small nested tables, lists as comma-separated values.
             caption: optional text under the table.
+
+        Wide tables scroll sideways inside their own box instead of running off the page.
         """
         if isinstance(metrics, Mapping):
-            columns = ["metric", "value"]
-            rows = [{"metric": name, "value": value} for name, value in metrics.items()]
+            table = _key_value_table(metrics)
         else:
-            rows = list(metrics)
-            columns = list(dict.fromkeys(key for row in rows for key in row))
-        if not rows:
-            raise ValueError("add_metrics_table needs at least one metric or row")
-        head = "".join(f"<th>{html.escape(str(column))}</th>" for column in columns)
-        body = []
-        for row in rows:
-            cells = []
-            for column in columns:
-                value = row.get(column, "")
-                css = ' class="number"' if _is_number(value) else ""
-                cells.append(f"<td{css}>{html.escape(format_number(value))}</td>")
-            body.append(f"<tr>{''.join(cells)}</tr>")
-        table = f'<table class="metrics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-        self.blocks.append(self._figure(table, caption))
+            table = _row_table(list(metrics))
+        self.blocks.append(self._figure(f'<div class="table-scroll">{table}</div>', caption))
 
     def add_image_grid(
         self,
@@ -347,4 +471,4 @@ class Report:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the report to ``path`` (atomically: temporary file, then rename). Returns the path."""
-        return _atomic_write_bytes(path, self.to_html().encode("utf-8"))
+        return atomic_write_bytes(path, self.to_html().encode("utf-8"))

@@ -18,10 +18,10 @@ Outputs: ``results.json`` (every number, the settings and those notes) and a sel
 ``report.html`` (comparison tables, side-by-side reconstruction grids per dataset, the prefix
 curves).
 
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` above the allocation before the
-calls; on CPU, the peak bytes of live tensors created during one call (`LiveTensorMemory`, a
-dispatch-mode tracker). ``tracemalloc`` does not see torch's tensor allocations, and the process
-RSS (``resource``) hardly moves once the allocator has grown, so neither measures a call.
+Peak memory: `artok.benchmarking.PeakMemory`, the one measure of every artok benchmark (on
+CUDA ``torch.cuda.max_memory_allocated`` above the allocation before the timed calls; on CPU the
+process's resident memory sampled in a background thread, peak minus the value before the calls);
+``settings["memory_method"]`` in ``results.json`` says which.
 """
 
 from __future__ import annotations
@@ -31,19 +31,21 @@ import json
 import math
 import os
 import time
-import weakref
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
+from artok.benchmarking import PeakMemory, memory_method
 from artok.data.base import ImageDataset
 from artok.data.transforms import convert_channels, resize
 from artok.evaluation.codebook import CodebookStats
-from artok.evaluation.frechet import classifier_features, feature_statistics, frechet_distance_from_statistics
+from artok.evaluation.frechet import (
+    classifier_features,
+    feature_statistics,
+    frechet_distance_from_statistics,
+)
 from artok.evaluation.metrics import psnr_per_image, ssim_per_image
 from artok.evaluation.report import Report
 from artok.tokenizers.base import Tokenizer
@@ -153,52 +155,6 @@ def adapt_dataset(dataset: ImageDataset, channels: int, side: int) -> tuple[Imag
 # Cost: throughput and peak memory
 
 
-class LiveTensorMemory(TorchDispatchMode):
-    """Peak bytes of tensor storages created inside the ``with`` block and still alive (CPU or any
-    device): every op's outputs are tracked until their last Python reference dies.
-
-    The CPU counterpart of ``torch.cuda.max_memory_allocated``: activation memory of a call,
-    beyond its inputs and the parameters (which existed before). Buffers an op allocates and
-    frees internally are not seen, so it is a lower bound. The dispatch hook slows every op
-    down, so time throughput without it.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._live: dict[int, list[int]] = {}  # storage pointer -> [bytes, live tensors using it]
-        self.current = 0
-        self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for value in tree_leaves(out):
-            if isinstance(value, torch.Tensor):
-                self._track(value)
-        return out
-
-    def _track(self, tensor: torch.Tensor) -> None:
-        storage = tensor.untyped_storage()
-        key = storage.data_ptr()
-        if key == 0:
-            return
-        entry = self._live.get(key)
-        if entry is None:
-            entry = self._live[key] = [storage.nbytes(), 0]
-            self.current += entry[0]
-            self.peak = max(self.peak, self.current)
-        entry[1] += 1
-        weakref.finalize(tensor, self._release, key)
-
-    def _release(self, key: int) -> None:
-        entry = self._live.get(key)
-        if entry is None:
-            return
-        entry[1] -= 1
-        if entry[1] == 0:
-            self.current -= entry[0]
-            del self._live[key]
-
-
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -208,27 +164,20 @@ def _synchronize(device: torch.device) -> None:
 def measure_cost(fn, inputs: list, device: torch.device | str, batch_size: int) -> dict[str, float]:
     """Run ``fn`` on ``inputs[0]`` once (warm-up), then time it over every input.
 
-    Returns ``images_per_s`` (``batch_size * len(inputs) / seconds``) and ``peak_memory_mb`` (see
-    the module docstring for how memory is measured on CPU and CUDA).
+    Returns ``images_per_s`` (``batch_size * len(inputs) / seconds``) and ``peak_memory_mb``, the
+    most memory a timed call needed beyond what was allocated before them (`PeakMemory`, the same
+    measure as ``artok bench``; its sampler thread costs the timing next to nothing).
     """
     device = torch.device(device)
     fn(inputs[0])
     _synchronize(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-    start = time.perf_counter()
-    for item in inputs:
-        fn(item)
-    _synchronize(device)
-    seconds = time.perf_counter() - start
-    if device.type == "cuda":
-        peak = (torch.cuda.max_memory_allocated(device) - base) / 2**20
-    else:
-        with LiveTensorMemory() as tracker:
-            fn(inputs[0])
-        peak = tracker.peak / 2**20
-    return {"images_per_s": batch_size * len(inputs) / max(seconds, 1e-9), "peak_memory_mb": peak}
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        for item in inputs:
+            fn(item)
+        _synchronize(device)
+        seconds = time.perf_counter() - start
+    return {"images_per_s": batch_size * len(inputs) / max(seconds, 1e-9), "peak_memory_mb": memory.peak_mb}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,6 +404,7 @@ def run_tokenizer_bench(
     result = TokenizerBenchResult(settings={
         **asdict(config), "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
         "device_name": _device_name(config.device), "load_average_at_start": _load_average(),
+        "memory_method": memory_method(config.device),
     })
     perceptual = None
     if config.lpips_weights is not None:
@@ -504,7 +454,7 @@ def run_tokenizer_bench(
     result.notes.append(
         f"Throughput and peak memory: measured on {config.datasets[0]} at batch size {config.batch_size} on "
         f"{result.settings['device_name']} with {torch.get_num_threads()} torch thread(s), {config.timing_batches} timed "
-        "batches after one warm-up; memory is the peak of live tensors created by one call (CUDA: peak allocation increase). "
+        f"batches after one warm-up; peak memory: {memory_method(config.device)}. "
         f"1-minute load average: {result.settings['load_average_at_start']:.1f} at the start, {_load_average():.1f} at the end."
     )
     if out_dir is not None:
