@@ -23,7 +23,8 @@ import torch
 from artok.data import load_dataset
 from artok.generators import RasterConfig, RasterGenerator
 from artok.hub import from_pretrained, save_pretrained
-from artok.pipeline import evaluate_samples, load_pair
+from artok.pipeline import load_pair
+from artok.recipes import evaluate_samples
 from artok.sampling import SamplerConfig
 from artok.sampling.engine import SamplingEngine
 from artok.sampling.jacobi import jacobi_sample

@@ -42,7 +42,6 @@ from artok.generators.raster import RasterConfig, RasterGenerator
 from artok.hub import from_pretrained  # noqa: F401 - the registry is complete once this module is imported
 from artok.sampling.configs import SAMPLER_CONFIGS, sampler_config_from_dict, sampler_kind
 from artok.sampling.continuous_speculative import speculative_sample_mar
-from artok.sampling.dispatch import cached_engine, eligible_for_engine
 from artok.sampling.loops import sample_raster, sample_raster_recompute
 from artok.sampling.mar import sample_mar
 from artok.sampling.masked import sample_maskgit
@@ -303,32 +302,53 @@ def _resolve_config(generator, config):
     return config
 
 
-def uses_engine(generator, engine: bool | str) -> bool:
-    """Whether `sample` runs ``generator`` through its kind's fast engine: with ``engine=True``, or
-    ``"auto"`` on CUDA, for kinds with an engine and a categorical head (the engines' only head)."""
-    if engine not in (True, False, "auto"):
-        raise ValueError(f"engine must be True, False or 'auto', got {engine!r}")
-    row = kind_of(generator)
-    eligible = row.engine is not None and eligible_for_engine(generator)
+def eligible_for_engine(generator) -> bool:
+    """Kinds with an engine, and categorical heads (the engines' only head)."""
+    return kind_of(generator).engine is not None and getattr(generator.config, "head", "categorical") == "categorical"
+
+
+def uses_engine(generator, engine) -> bool:
+    """Whether ``engine`` (False, True, ``"auto"``: on CUDA, or an engine object) asks for the
+    kind's fast engine for ``generator``; True for a generator without one raises ValueError."""
+    if engine is False or engine is None:
+        return False
+    if engine not in (True, "auto"):
+        if hasattr(engine, "sample"):
+            return True
+        raise ValueError(f"engine must be True, False, 'auto' or an engine object, got {engine!r}")
+    eligible = eligible_for_engine(generator)
     if engine is True and not eligible:
-        raise ValueError(f"no fast engine for {row.name!r} generators with a {getattr(generator.config, 'head', None)!r} head")
+        raise ValueError(f"no fast engine for {kind_of(generator).name!r} generators with a "
+                         f"{getattr(generator.config, 'head', None)!r} head")
     on_cuda = next(generator.parameters()).device.type == "cuda"
-    return eligible and (engine is True or (engine == "auto" and on_cuda))
+    return eligible and (engine is True or on_cuda)
+
+
+def make_engine(generator, batch_size: int, guided: bool):
+    """A new fast engine of ``generator``'s kind for ``batch_size`` rows (with guidance rows when
+    ``guided``); on CUDA it samples from a bf16 compiled copy. The caller keeps it (see
+    `artok.pipeline.Pipeline`)."""
+    if not eligible_for_engine(generator):
+        raise ValueError(f"no fast engine for {kind_of(generator).name!r} generators")
+    return kind_of(generator).engine(generator, batch_size, guidance=guided)
 
 
 @torch.no_grad()
 def sample(generator, labels: torch.Tensor, config=None, rng: torch.Generator | None = None, *,
-           engine: bool | str = "auto") -> Tokens:
+           engine=False) -> Tokens:
     """Sample one token sequence per label with the loop of ``generator``'s kind.
 
     ``config``: a sampler config of the kind, a dict (``extra["sampling"]`` style), or None for the
-    generator's defaults. ``rng``: the only source of randomness. ``engine``: use the kind's fast
-    engine (``"auto"``: on CUDA, where engines sample from a bf16 compiled copy; on CPU the plain
-    loop, which gives the same tokens)."""
+    generator's defaults. ``rng``: the only source of randomness. ``engine``: False (default) runs
+    the plain loop; an engine object (`make_engine`) samples with it; True (or ``"auto"``, on CUDA
+    only) builds a one-off engine, which on CUDA samples from a bf16 compiled copy: to reuse
+    engines across calls, keep them (`artok.pipeline.Pipeline` does). On CPU an engine gives the
+    plain loop's tokens."""
     config = _resolve_config(generator, config)
     row = kind_of(generator)
     if uses_engine(generator, engine):
-        return cached_engine(generator, row.name, row.engine, labels.shape[0], config.uses_cfg).sample(labels, config, rng)
+        runner = engine if hasattr(engine, "sample") else make_engine(generator, labels.shape[0], config.uses_cfg)
+        return runner.sample(labels, config, rng)
     return row.sample(generator, labels, config, rng)
 
 

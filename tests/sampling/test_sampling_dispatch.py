@@ -61,29 +61,35 @@ def test_wrong_config_kind_is_refused(zoo_generator, tiny_generator):
 
 @pytest.mark.parametrize("kind", ["raster", "next-scale", "maskgit"])
 def test_engine_option(kind, zoo_generator, tiny_generator):
-    """``engine=True`` runs the kind's fast engine (same tokens on CPU), kept on the generator and
-    rebuilt after the weights change; ``auto`` on CPU is the plain loop; other kinds refuse True."""
+    """``engine=True`` runs the kind's fast engine (same tokens on CPU); a `Pipeline` owns its
+    engines, reuses them and rebuilds them after the weights change; nothing is kept on the
+    generator, and `sample` never switches to an engine unless asked."""
     import copy
 
+    from artok.pipeline import Pipeline
     from artok.zoo import sample
 
     generator = tiny_generator if kind == "raster" else zoo_generator(kind)
     labels = torch.tensor([0, 1, 2])
-    plain = sample(generator, labels, None, torch.Generator().manual_seed(0), engine=False)
+    plain = sample(generator, labels, None, torch.Generator().manual_seed(0))
     fast = sample(generator, labels, None, torch.Generator().manual_seed(0), engine=True)
     assert torch.equal(plain.ids, fast.ids)
-    engines = generator._artok_engines
-    (first,) = [engine for _, engine in engines.values()]
-    sample(generator, labels, None, torch.Generator().manual_seed(1), engine=True)
-    assert [engine for _, engine in engines.values()] == [first]  # reused
+    assert "_artok_engines" not in generator.__dict__
+    pipeline = Pipeline(generator, None, engine=True)
+    assert torch.equal(pipeline.tokens(labels, torch.Generator().manual_seed(0)).ids, plain.ids)
+    assert pipeline.engine_used.startswith(kind)
+    (first,) = [engine for _, engine in pipeline.engines.engines.values()]
+    pipeline.tokens(labels, torch.Generator().manual_seed(1))
+    assert [engine for _, engine in pipeline.engines.engines.values()] == [first]  # reused
     with torch.no_grad():
         next(generator.parameters()).add_(0.5)  # a training step, in place
-    after = sample(generator, labels, None, torch.Generator().manual_seed(0), engine=True)
-    assert [engine for _, engine in engines.values()] != [first]
-    assert torch.equal(after.ids, sample(generator, labels, None, torch.Generator().manual_seed(0), engine=False).ids)
-    assert not copy.deepcopy(generator)._artok_engines  # copies start without engines
-    auto = sample(generator, labels, None, torch.Generator().manual_seed(0))
-    assert torch.equal(auto.ids, after.ids)
+    after = pipeline.tokens(labels, torch.Generator().manual_seed(0))
+    assert [engine for _, engine in pipeline.engines.engines.values()] != [first]
+    assert torch.equal(after.ids, sample(generator, labels, None, torch.Generator().manual_seed(0)).ids)
+    assert "_artok_engines" not in copy.deepcopy(generator).__dict__
+    auto = Pipeline(generator, None, engine="auto")
+    assert torch.equal(auto.tokens(labels, torch.Generator().manual_seed(0)).ids, after.ids)
+    assert auto.engine_used is None  # "auto" means CUDA only
     with pytest.raises(ValueError, match="engine must be"):
         sample(generator, labels, None, engine="yes")
 

@@ -152,7 +152,7 @@ def _plugin_modules():
 
 
 def cmd_demo(args) -> int:
-    from artok.pipeline import DemoConfig, run_demo
+    from artok.recipes import DemoConfig, run_demo
 
     check_output_dir(args.out)
     metrics = run_demo(DemoConfig(
@@ -207,7 +207,8 @@ def cmd_sample(args) -> int:
 def cmd_eval(args) -> int:
     from artok.data import load_dataset
     from artok.hub import from_pretrained
-    from artok.pipeline import evaluate_samples, evaluate_tokenizer, load_pair, sample_images
+    from artok.pipeline import load_pair, sample_images
+    from artok.recipes import evaluate_samples, evaluate_tokenizer
 
     if not args.tokenizer and not args.generator:
         raise ValueError("give --tokenizer and/or --generator")

@@ -90,7 +90,7 @@ def add_generator_parser(sub, add_sampling) -> None:
 
 
 def _train_config(preset_train, args):
-    from artok.pipeline import checkpoint_schedule
+    from artok.recipes import checkpoint_schedule
 
     config = replace(preset_train, device=args.device, seed=args.seed, progress=not args.no_progress)
     for field in ("steps", "batch_size", "lr"):
@@ -135,7 +135,7 @@ def cmd_train_tokenizer(args) -> int:
     from artok.data import load_dataset
     from artok.hub import save_pretrained
     from artok.losses import GANConfig
-    from artok.pipeline import evaluate_tokenizer, preset_for
+    from artok.recipes import evaluate_tokenizer, preset_for
     from artok.tokenizers import CNNTokenizer, ViT1DTokenizer
     from artok.training import train_tokenizer
     from artok.training.tokenizer_trainer import TokenizerLossConfig
@@ -187,7 +187,8 @@ def cmd_train_generator(args) -> int:
     from artok.data.token_cache import cached_tokens
     from artok.zoo import build_generator
     from artok.hub import from_pretrained, save_pretrained
-    from artok.pipeline import preset_for, tokenizer_reference
+    from artok.pipeline import tokenizer_reference
+    from artok.recipes import preset_for
     from artok.sampling import sampler_config_to_dict
     from artok.zoo import sampler_config_for
     from artok.training import train_generator
