@@ -185,17 +185,27 @@ def _parse_labels(text: str | None, num_classes: int):
     return torch.tensor(labels)
 
 
+def _sample(generator, tokenizer, labels, sampler, args, draft, stats):
+    """Images through a `Pipeline`: on CUDA with the kind's fast engine (bf16, compiled), said on stderr."""
+    from artok.pipeline import Pipeline
+
+    pipeline = Pipeline(generator, tokenizer, sampler, engine="auto")
+    images = pipeline(labels, seed=args.seed, draft=draft, draft_length=args.draft_length, stats=stats)
+    if pipeline.engine_used:
+        print(f"artok: sampled with the {pipeline.engine_used}: bf16 compiled copy of the weights", file=sys.stderr)
+    return images
+
+
 def cmd_sample(args) -> int:
     from artok.evaluation import save_image_grid
-    from artok.pipeline import load_pair, sample_images
+    from artok.pipeline import load_pair
 
     check_output_file(args.out)
     generator, tokenizer = load_pair(args.generator, args.tokenizer, args.device)
     labels = _parse_labels(args.labels, generator.config.num_classes).repeat_interleave(args.per_label)
     sampler, draft = _sampling(args, generator)
     stats = []
-    images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed, draft=draft,
-                           draft_length=args.draft_length, stats=stats)
+    images = _sample(generator, tokenizer, labels, sampler, args, draft, stats)
     save_image_grid(args.out, images, nrow=args.per_label, scale=4)
     print(f"wrote {len(labels)} samples to {args.out}")
     if stats:
@@ -207,7 +217,7 @@ def cmd_sample(args) -> int:
 def cmd_eval(args) -> int:
     from artok.data import load_dataset
     from artok.hub import from_pretrained
-    from artok.pipeline import load_pair, sample_images
+    from artok.pipeline import load_pair
     from artok.recipes import evaluate_samples, evaluate_tokenizer
 
     if not args.tokenizer and not args.generator:
@@ -233,8 +243,7 @@ def cmd_eval(args) -> int:
         labels = torch.arange(generator.config.num_classes).repeat_interleave(args.samples_per_class)
         sampler, draft = _sampling(args, generator)
         stats = []
-        images = sample_images(generator, tokenizer, labels, sampler, seed=args.seed, draft=draft,
-                               draft_length=args.draft_length, stats=stats)
+        images = _sample(generator, tokenizer, labels, sampler, args, draft, stats)
         result = evaluate_samples(dataset, images, labels, train, test, progress=not args.no_progress)
         if not result:
             warnings.warn(f"no class accuracy or FD for {dataset}: a reference classifier exists only for "
