@@ -37,7 +37,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from artok.benchmarking import PeakMemory, memory_method
+from artok.benchmarking.measure import measure_throughput as measure_cost
+from artok.benchmarking.memory import memory_method
 from artok.data.base import ImageDataset
 from artok.data.transforms import convert_channels, resize
 from artok.evaluation.codebook import CodebookStats
@@ -155,29 +156,7 @@ def adapt_dataset(dataset: ImageDataset, channels: int, side: int) -> tuple[Imag
 # Cost: throughput and peak memory
 
 
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@torch.no_grad()
-def measure_cost(fn, inputs: list, device: torch.device | str, batch_size: int) -> dict[str, float]:
-    """Run ``fn`` on ``inputs[0]`` once (warm-up), then time it over every input.
-
-    Returns ``images_per_s`` (``batch_size * len(inputs) / seconds``) and ``peak_memory_mb``, the
-    most memory a timed call needed beyond what was allocated before them (`PeakMemory`, the same
-    measure as ``artok bench``; its sampler thread costs the timing next to nothing).
-    """
-    device = torch.device(device)
-    fn(inputs[0])
-    _synchronize(device)
-    with PeakMemory(device) as memory:
-        start = time.perf_counter()
-        for item in inputs:
-            fn(item)
-        _synchronize(device)
-        seconds = time.perf_counter() - start
-    return {"images_per_s": batch_size * len(inputs) / max(seconds, 1e-9), "peak_memory_mb": memory.peak_mb}
+# `measure_cost` is the measuring kit's `artok.benchmarking.measure.measure_throughput`.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -311,47 +290,14 @@ def measure_tokenizer_cost(tokenizer: Tokenizer, dataset: ImageDataset, config: 
 # Post-training quantization of a continuous tokenizer (TokenBridge)
 
 
-@torch.no_grad()
 def post_training_quantize(
     tokenizer: Tokenizer, bits: int, calibration: ImageDataset, batch_size: int = 256, device: str = "cpu"
 ) -> Tokenizer:
-    """A copy of a continuous tokenizer (``kl`` or ``continuous`` quantizer) whose latents are
-    quantized dimension-wise into ``2^bits`` Gaussian-quantile bins (`PostTrainingQuantizer`,
-    TokenBridge), calibrated on the encoder's outputs for ``calibration``. Nothing is retrained:
-    the encoder, decoder and every other weight are the parent's; for a KL parent the encoder's
-    output layer keeps only its mean half (the posterior mean is what gets quantized).
+    """`artok.tokenizers.ptq.post_training_quantized` (the one PTQ conversion) of ``tokenizer`` on
+    ``device``, calibrated on the ``calibration`` images."""
+    from artok.tokenizers.ptq import post_training_quantized
 
-    The copy is of the parent's class with ``quantizer="ptq"`` in its config, so it saves and
-    loads with `artok.hub` like any tokenizer.
-    """
-    kind = tokenizer.config.quantizer
-    if kind not in ("kl", "continuous"):
-        raise ValueError(f"post-training quantization needs a continuous tokenizer (kl or continuous), got {kind!r}")
-    config = replace(tokenizer.config, quantizer="ptq", quantizer_options={"bits": int(bits)})
-    quantized = type(tokenizer)(config)
-    target = quantized.state_dict()
-    source = tokenizer.state_dict()
-    state = {}
-    for key, value in target.items():
-        if key.startswith("quantizer."):
-            state[key] = value
-            continue
-        if key not in source:
-            raise ValueError(f"{type(tokenizer).__name__} has no {key}; cannot derive a PTQ tokenizer from it")
-        parent = source[key]
-        if parent.shape != value.shape:
-            # The KL encoder emits (mean, log-variance) along its output axis; keep the mean half.
-            if parent.shape[0] != 2 * value.shape[0] or parent.shape[1:] != value.shape[1:]:
-                raise ValueError(f"{key}: cannot map shape {tuple(parent.shape)} onto {tuple(value.shape)}")
-            parent = parent[: value.shape[0]]
-        state[key] = parent.clone()
-    quantized.load_state_dict(state)
-    quantized.to(device).eval()
-    quantized.quantizer.calibrate(
-        quantized.encode_latents(calibration.batch(torch.arange(s, min(s + batch_size, len(calibration))), device)[0])
-        for s in range(0, len(calibration), batch_size)
-    )
-    return quantized
+    return post_training_quantized(tokenizer.to(device), calibration, bits=bits, batch_size=batch_size)
 
 
 # ---------------------------------------------------------------------------------------------
