@@ -25,14 +25,18 @@ import torch
 
 from artok.data import load_dataset
 from artok.data.token_cache import cached_tokens
-from artok.evaluation import evaluate_generation, get_reference_classifier, reference_fd, reference_statistics
-from artok.zoo import build_generator
-from artok.hub import from_pretrained, save_pretrained
+from artok.evaluation import (
+    evaluate_generation,
+    get_reference_classifier,
+    reference_fd,
+    reference_statistics,
+)
+from artok.hub import save_pretrained
 from artok.sampling import MARSamplerConfig
-from artok.zoo import sample
 from artok.sampling.continuous_speculative import speculative_sample_mar
 from artok.sampling.recap import sample_mar_recap
 from artok.training import TrainConfig, train_generator
+from artok.zoo import build_generator, from_pretrained, sample
 
 DATASET = "fashion-mnist"
 MODELS = {

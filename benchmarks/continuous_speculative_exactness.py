@@ -6,13 +6,16 @@ reference classifier's accuracy on the decoded images.
 
     python benchmarks/continuous_speculative_exactness.py
 """
-import time, torch
+import time
+
+import torch
+
 torch.set_num_threads(1)
-from artok.hub import from_pretrained
-from artok.sampling import MARSamplerConfig
-from artok.zoo import sample
-from artok.sampling.continuous_speculative import speculative_sample_mar
 from artok.evaluation import get_reference_classifier
+from artok.sampling import MARSamplerConfig
+from artok.sampling.continuous_speculative import speculative_sample_mar
+from artok.zoo import from_pretrained, sample
+
 target = from_pretrained("runs/continuous_speculative/target").eval()
 draft = from_pretrained("runs/continuous_speculative/draft").eval()
 tok = from_pretrained("runs/generator_zoo/tokenizers/kl").eval()

@@ -37,14 +37,27 @@ import torch
 
 from artok.data import load_dataset
 from artok.data.token_cache import cached_tokens
-from artok.evaluation import Report, evaluate_generation, get_reference_classifier, psnr, reference_fd, reference_statistics
-from artok.zoo import build_generator
-from artok.hub import from_pretrained, save_pretrained
-from artok.sampling import MARSamplerConfig, MaskGITSamplerConfig, NextScaleSamplerConfig, NextXSamplerConfig, SamplerConfig, sampler_config_to_dict
-from artok.zoo import sample
+from artok.evaluation import (
+    Report,
+    evaluate_generation,
+    get_reference_classifier,
+    psnr,
+    reference_fd,
+    reference_statistics,
+)
+from artok.hub import save_pretrained
+from artok.sampling import (
+    MARSamplerConfig,
+    MaskGITSamplerConfig,
+    NextScaleSamplerConfig,
+    NextXSamplerConfig,
+    SamplerConfig,
+    sampler_config_to_dict,
+)
 from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
 from artok.tokenizers.ptq import post_training_quantized
 from artok.training import TrainConfig, train_generator, train_tokenizer
+from artok.zoo import build_generator, from_pretrained, sample
 
 DATASET = "fashion-mnist"
 LATENT = 16

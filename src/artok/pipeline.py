@@ -17,9 +17,15 @@ from pathlib import Path
 
 import torch
 
-from artok.hub import from_pretrained
 from artok.tokens import Tokens
-from artok.zoo import kind_of, make_engine, sample, sample_speculative, uses_engine
+from artok.zoo import (
+    from_pretrained,
+    kind_of,
+    make_engine,
+    sample,
+    sample_speculative,
+    uses_engine,
+)
 
 
 def weights_version(generator) -> tuple:

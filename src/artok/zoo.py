@@ -39,6 +39,7 @@ from artok.generators.masked import MaskGITConfig, MaskGITGenerator
 from artok.generators.next_scale import NextScaleConfig, NextScaleGenerator
 from artok.generators.next_x import NextXConfig, NextXGenerator
 from artok.generators.raster import RasterConfig, RasterGenerator
+import artok.tokenizers  # noqa: F401 - registers every built-in tokenizer, so `from_pretrained` below knows them
 from artok.hub import from_pretrained  # noqa: F401 - the registry is complete once this module is imported
 from artok.sampling.configs import SAMPLER_CONFIGS, sampler_config_from_dict, sampler_kind
 from artok.sampling.continuous_speculative import speculative_sample_mar

@@ -80,6 +80,11 @@ def test_a_registered_kind_trains_saves_samples_and_evaluates_from_the_cli(toy_k
     assert main(["eval", "--generator", str(generator), "--samples-per-class", "2", "--no-progress"]) == 0
     assert '"generator.class_accuracy"' in capsys.readouterr().out
     assert main(["options", "toy"]) == 0
+    bench = tmp_path / "bench.json"
+    assert main(["bench", "--checkpoint", str(generator), "--batch-sizes", "1,2", "--out", str(bench),
+                 "--no-progress"]) == 0
+    rows = json.loads(bench.read_text())["rows"]
+    assert [row["batch_size"] for row in rows] == [1, 2] and all(row["images_per_s"] > 0 for row in rows)
 
 
 def test_a_registered_kind_samples_through_the_table(toy_kind):

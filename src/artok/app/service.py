@@ -157,7 +157,6 @@ class DemoService:
     @classmethod
     def load(cls, generator_dir, tokenizer_dir=None, device: str = "cpu") -> DemoService:
         """Load a saved pair as ``artok sample`` does (`artok.pipeline.load_pair`)."""
-        import artok.tokenizers  # noqa: F401 - registers the tokenizer classes from_pretrained rebuilds
         from artok.pipeline import load_pair  # imports artok.zoo, which registers every generator kind
 
         generator, tokenizer = load_pair(generator_dir, tokenizer_dir, device)

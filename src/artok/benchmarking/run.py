@@ -39,11 +39,13 @@ from artok.presets import GeneratorPreset, get_preset
 def _load(config: BenchConfig, device: torch.device):
     """(generator, kind, preset-or-None, sampler config)."""
     if config.checkpoint:
-        from artok.hub import from_pretrained
-        from artok.zoo import sampler_config_for, sampler_kind_for
+        from artok.generators.raster import RasterGenerator
+        from artok.zoo import from_pretrained, kind_of, sampler_config_for, sampler_kind_for
 
-        generator = from_pretrained(config.checkpoint, device).eval()
+        generator = from_pretrained(config.checkpoint, device, role="generator").eval()
         kind = sampler_kind_for(generator)
+        if kind == "raster" and not isinstance(generator, RasterGenerator):
+            kind = kind_of(generator).name  # a registered kind with raster sampling: timed by its own loop
         sampler = sampler_config_for(generator, generator.extra.get("sampling"), _overrides(config, kind))
         return generator, kind, None, sampler
     preset: GeneratorPreset = get_preset(config.preset)

@@ -71,7 +71,14 @@ def add_parser(subparsers) -> str:
 
 
 def run(args) -> int:
-    from artok.benchmarking import HEADER, BenchConfig, describe, run_benchmark, write_json, write_report
+    from artok.benchmarking import (
+        HEADER,
+        BenchConfig,
+        describe,
+        run_benchmark,
+        write_json,
+        write_report,
+    )
 
     samplers = ("engine", "plain") if args.sampler == "both" else (args.sampler,)
     config = BenchConfig(

@@ -66,8 +66,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from artok.data import load_dataset
-    from artok.evaluation.tokenizer_bench import TokenizerBenchConfig, post_training_quantize, run_tokenizer_bench
-    from artok.hub import from_pretrained
+    from artok.evaluation.tokenizer_bench import (
+        TokenizerBenchConfig,
+        post_training_quantize,
+        run_tokenizer_bench,
+    )
+    from artok.zoo import from_pretrained
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -27,7 +27,13 @@ from artok.cli.common import (
     probability,
     show_warning,
 )
-from artok.cli.train import add_generator_parser, add_tokenizer_parser, cmd_train_generator, cmd_train_tokenizer, sampling_overrides
+from artok.cli.train import (
+    add_generator_parser,
+    add_tokenizer_parser,
+    cmd_train_generator,
+    cmd_train_tokenizer,
+    sampling_overrides,
+)
 
 EPILOG = ("Run 'artok <command> --help' for the options of a command, 'artok options KIND' for the fields of a "
           "quantizer or generator kind. Any command takes --config FILE (JSON or YAML of its options).")
@@ -56,8 +62,7 @@ def _add_sampling(parser: argparse.ArgumentParser, speculative: bool = True) -> 
 
 def _sampling(args, generator):
     """The sampler config (stored defaults + command-line overrides) and the optional draft."""
-    from artok.hub import from_pretrained
-    from artok.zoo import sampler_config_for
+    from artok.zoo import from_pretrained, sampler_config_for
 
     if getattr(args, "top_k", None) is not None and args.top_k < 0:
         raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
@@ -135,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PLUGIN_MODULES = ("artok.cli.eval_tokenizer", "artok.cli.bench", "artok.cli.convert", "artok.cli.options")
+PLUGIN_MODULES = ("artok.cli.eval_tokenizer", "artok.cli.bench", "artok.cli.convert", "artok.cli.options", "artok.cli.app")
 
 
 def _plugin_modules():
@@ -216,9 +221,9 @@ def cmd_sample(args) -> int:
 
 def cmd_eval(args) -> int:
     from artok.data import load_dataset
-    from artok.hub import from_pretrained
     from artok.pipeline import load_pair
     from artok.recipes import evaluate_samples, evaluate_tokenizer
+    from artok.zoo import from_pretrained
 
     if not args.tokenizer and not args.generator:
         raise ValueError("give --tokenizer and/or --generator")

@@ -185,13 +185,12 @@ def cmd_train_generator(args) -> int:
 
     from artok.data import load_dataset
     from artok.data.token_cache import cached_tokens
-    from artok.zoo import build_generator
-    from artok.hub import from_pretrained, save_pretrained
+    from artok.hub import save_pretrained
     from artok.pipeline import tokenizer_reference
     from artok.recipes import preset_for
     from artok.sampling import sampler_config_to_dict
-    from artok.zoo import sampler_config_for
     from artok.training import train_generator
+    from artok.zoo import build_generator, from_pretrained, sampler_config_for
 
     check_output_dir(args.out)
     tokenizer = from_pretrained(args.tokenizer, args.device, role="tokenizer")
