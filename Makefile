@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.artok-installed
 
-.PHONY: demo test venv clean bench
+.PHONY: demo test venv clean bench app
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/artok demo
+
+app: $(STAMP)
+	$(VENV)/bin/artok app --generator runs/demo/generator
 
 test: $(STAMP)
 	$(PY) -m pytest
