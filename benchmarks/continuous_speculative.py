@@ -1,4 +1,4 @@
-"""Continuous speculative decoding (`artok.sampling.continuous_speculative`) on MAR generators trained on
+"""Continuous speculative decoding (`artok.generators.mar.speculative`) on MAR generators trained on
 Fashion-MNIST KL tokens: mean MAR iterations per target pass, token acceptance, wall-clock speed-up
 over the plain sampler (batch 1 latency and batched throughput), and the change in FD / class
 accuracy next to the plain sampler's seed noise. Also the quality cost of ``final_noise`` itself
@@ -31,9 +31,9 @@ from artok.evaluation import (
     reference_fd,
     reference_statistics,
 )
+from artok.generators.mar.speculative import speculative_sample_mar
 from artok.hub import save_pretrained
 from artok.sampling import MARSamplerConfig
-from artok.sampling.continuous_speculative import speculative_sample_mar
 from artok.sampling.recap import sample_mar_recap
 from artok.training import TrainConfig, train_generator
 from artok.zoo import build_generator, from_pretrained, sample

@@ -12,8 +12,8 @@ import torch
 
 torch.set_num_threads(1)
 from artok.evaluation import get_reference_classifier
+from artok.generators.mar.speculative import speculative_sample_mar
 from artok.sampling import MARSamplerConfig
-from artok.sampling.continuous_speculative import speculative_sample_mar
 from artok.zoo import from_pretrained, sample
 
 target = from_pretrained("runs/continuous_speculative/target").eval()

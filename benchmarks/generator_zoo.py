@@ -51,9 +51,9 @@ from artok.sampling import (
     MaskGITSamplerConfig,
     NextScaleSamplerConfig,
     NextXSamplerConfig,
-    SamplerConfig,
     sampler_config_to_dict,
 )
+from artok.sampling.configs import SamplerConfig
 from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
 from artok.tokenizers.ptq import post_training_quantized
 from artok.training import TrainConfig, train_generator, train_tokenizer

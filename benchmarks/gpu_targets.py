@@ -31,7 +31,14 @@ from pathlib import Path
 
 import torch
 
-from artok.benchmarking import HEADER, BenchConfig, describe, run_benchmark, write_json, write_report
+from artok.benchmarking import (
+    HEADER,
+    BenchConfig,
+    describe,
+    run_benchmark,
+    write_json,
+    write_report,
+)
 
 # (name, preset, batch size, metric, comparison, threshold)
 TARGETS = [

@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 from artok.convert.llamagen import convert_state_dict
-from artok.sampling import SamplerConfig, sample_raster
-from artok.sampling.engine import SamplingEngine
+from artok.generators.raster.engine import SamplingEngine
+from artok.generators.raster.sample import sample_raster
+from artok.sampling.configs import SamplerConfig
 
 
 def main() -> None:

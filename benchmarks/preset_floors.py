@@ -22,7 +22,13 @@ from pathlib import Path
 
 import torch
 
-from artok.benchmarking import H100_BANDWIDTH_GBS, H100_PEAK_TFLOPS, floor_images_per_s, measure_cost, raster_traffic
+from artok.benchmarking import (
+    H100_BANDWIDTH_GBS,
+    H100_PEAK_TFLOPS,
+    floor_images_per_s,
+    measure_cost,
+    raster_traffic,
+)
 from artok.presets import get_preset
 from artok.zoo import sample
 

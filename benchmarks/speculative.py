@@ -22,13 +22,18 @@ import torch
 
 from artok.data import load_dataset
 from artok.generators import RasterConfig, RasterGenerator
+from artok.generators.raster.engine import SamplingEngine
+from artok.generators.raster.jacobi import jacobi_sample
 from artok.hub import from_pretrained, save_pretrained
 from artok.pipeline import load_pair
 from artok.recipes import evaluate_samples
-from artok.sampling import SamplerConfig
-from artok.sampling.engine import SamplingEngine
-from artok.sampling.jacobi import jacobi_sample
-from artok.sampling.relaxed import GroupedAcceptance, LanternAcceptance, latent_neighbours, tokenizer_codebook
+from artok.sampling.configs import SamplerConfig
+from artok.sampling.relaxed import (
+    GroupedAcceptance,
+    LanternAcceptance,
+    latent_neighbours,
+    tokenizer_codebook,
+)
 from artok.sampling.speculative import speculative_sample
 from artok.tokens import Tokens
 from artok.training import TrainConfig, encode_dataset, train_generator

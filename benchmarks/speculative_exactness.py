@@ -23,11 +23,15 @@ import torch
 from scipy import stats
 
 from artok.data import load_dataset
-from artok.evaluation import evaluate_generation, get_reference_classifier, reference_statistics
+from artok.evaluation import (
+    evaluate_generation,
+    get_reference_classifier,
+    reference_statistics,
+)
+from artok.generators.raster.engine import SamplingEngine
 from artok.hub import from_pretrained
 from artok.pipeline import load_pair
-from artok.sampling import SamplerConfig
-from artok.sampling.engine import SamplingEngine
+from artok.sampling.configs import SamplerConfig
 from artok.sampling.speculative import speculative_sample
 from artok.tokens import Tokens
 

@@ -81,7 +81,12 @@ def main() -> int:
     from artok.data import load_dataset
     from artok.evaluation import post_training_quantize
     from artok.hub import from_pretrained, save_pretrained
-    from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig, ViT1DTokenizer, ViT1DTokenizerConfig
+    from artok.tokenizers import (
+        CNNTokenizer,
+        CNNTokenizerConfig,
+        ViT1DTokenizer,
+        ViT1DTokenizerConfig,
+    )
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -98,14 +98,17 @@ def _build(preset: GeneratorPreset):
     if preset.kind == "next-scale":
         from dataclasses import asdict
 
-        from artok.generators.next_scale import NextScaleConfig, NextScaleGenerator
+        from artok.generators.next_scale.model import (
+            NextScaleConfig,
+            NextScaleGenerator,
+        )
         from artok.quantizers.multiscale import MultiScaleVQConfig
 
         quantizer = MultiScaleVQConfig(dim=32, codebook_size=4096, scales=VAR_SCALES)
         spec = TokenSpec("discrete", "scales", scales=tuple((s, s) for s in VAR_SCALES), vocab_size=4096)
         return NextScaleGenerator(NextScaleConfig(token_spec=spec.to_dict(), quantizer=asdict(quantizer), **preset.options))
     if preset.kind == "mar":
-        from artok.generators.mar import MARConfig, MARGenerator
+        from artok.generators.mar.model import MARConfig, MARGenerator
 
         spec = TokenSpec("continuous", "grid", grid=(16, 16), channels=16)
         return MARGenerator(MARConfig(token_spec=spec.to_dict(), **preset.options))

@@ -25,9 +25,9 @@ from artok.evaluation import (
 )
 from artok.generators import RasterConfig, RasterGenerator
 from artok.hub import atomic_write_text, save_pretrained
-from artok.provenance import run_metadata
 from artok.pipeline import sample_images, tokenizer_reference
-from artok.sampling import SamplerConfig
+from artok.provenance import run_metadata
+from artok.sampling.configs import SamplerConfig
 from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig, Tokenizer
 from artok.training import TrainConfig, encode_dataset, train_generator, train_tokenizer
 

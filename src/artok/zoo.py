@@ -33,22 +33,26 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from artok.generators.base import Generator
-from artok.generators.mar import MARConfig, MARGenerator
-from artok.generators.masked import MaskGITConfig, MaskGITGenerator
-from artok.generators.next_scale import NextScaleConfig, NextScaleGenerator
-from artok.generators.next_x import NextXConfig, NextXGenerator
-from artok.generators.raster import RasterConfig, RasterGenerator
 import artok.tokenizers  # noqa: F401 - registers every built-in tokenizer, so `from_pretrained` below knows them
+from artok.generators.base import Generator
+from artok.generators.mar.model import MARConfig, MARGenerator
+from artok.generators.mar.sample import sample_mar
+from artok.generators.mar.speculative import speculative_sample_mar
+from artok.generators.maskgit.model import MaskGITConfig, MaskGITGenerator
+from artok.generators.maskgit.sample import sample_maskgit
+from artok.generators.next_scale.model import NextScaleConfig, NextScaleGenerator
+from artok.generators.next_scale.sample import sample_next_scale
+from artok.generators.next_x.model import NextXConfig, NextXGenerator
+from artok.generators.next_x.sample import sample_next_x
+from artok.generators.raster.head_sample import sample_raster_with_head
+from artok.generators.raster.model import RasterConfig, RasterGenerator
+from artok.generators.raster.sample import sample_raster, sample_raster_recompute
 from artok.hub import from_pretrained  # noqa: F401 - the registry is complete once this module is imported
-from artok.sampling.configs import SAMPLER_CONFIGS, sampler_config_from_dict, sampler_kind
-from artok.sampling.continuous_speculative import speculative_sample_mar
-from artok.sampling.loops import sample_raster, sample_raster_recompute
-from artok.sampling.mar import sample_mar
-from artok.sampling.masked import sample_maskgit
-from artok.sampling.next_scale import sample_next_scale
-from artok.sampling.next_x import sample_next_x
-from artok.sampling.raster_heads import sample_raster_with_head
+from artok.sampling.configs import (
+    SAMPLER_CONFIGS,
+    sampler_config_from_dict,
+    sampler_kind,
+)
 from artok.sampling.speculative import speculative_sample
 from artok.tokens import Tokens
 from artok.typed_config import check_field, type_hints
@@ -170,7 +174,7 @@ def register_kind(kind: Kind) -> Kind:
 
 def _raster(name: str, head: str, description: str) -> Kind:
     return Kind(name, RasterGenerator, RasterConfig, "raster", _sample_raster_any_head, head=head,
-                engine=_engine("artok.sampling.engine", "SamplingEngine") if head == "categorical" else None,
+                engine=_engine("artok.generators.raster.engine", "SamplingEngine") if head == "categorical" else None,
                 speculative=_speculative_raster if head == "categorical" else None,
                 uncached=sample_raster_recompute if head == "categorical" else None,
                 fixed=("token_spec", "num_classes", "head"), description=description)
@@ -181,10 +185,10 @@ for _row in (
     _raster("dimwise", "dimwise", "TokenBridge dimension-wise heads over post-training-quantized tokens"),
     _raster("bitwise", "bitwise", "Infinity bitwise head over LFQ/BSQ tokens"),
     Kind("next-scale", NextScaleGenerator, NextScaleConfig, "next-scale", sample_next_scale, build=_build_next_scale,
-         engine=_engine("artok.sampling.next_scale_engine", "NextScaleEngine"), uncached=_next_scale_recompute,
+         engine=_engine("artok.generators.next_scale.engine", "NextScaleEngine"), uncached=_next_scale_recompute,
          fixed=("token_spec", "num_classes", "quantizer"), description="VAR next-scale over multi-scale VQ tokens"),
     Kind("maskgit", MaskGITGenerator, MaskGITConfig, "maskgit", sample_maskgit,
-         engine=_engine("artok.sampling.maskgit_engine", "MaskGITEngine"), description="MaskGIT masked prediction"),
+         engine=_engine("artok.generators.maskgit.engine", "MaskGITEngine"), description="MaskGIT masked prediction"),
     Kind("mar", MARGenerator, MARConfig, "mar", sample_mar, speculative=_speculative_mar,
          description="MAR masked autoregression with a diffusion head over continuous tokens"),
     Kind("next-x", NextXGenerator, NextXConfig, "next-x", sample_next_x,

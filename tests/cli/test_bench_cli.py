@@ -169,7 +169,8 @@ def test_counted_cost_of_a_raster_sampler_matches_the_arithmetic():
     """`measure_cost` on the plain raster sampler (batch 1, CFG): every position runs the blocks on
     2 rows, attention reads the whole static cache (L slots) and the head projects to the vocabulary;
     each step reads every linear weight once."""
-    from artok.sampling import SamplerConfig, sample_raster
+    from artok.generators.raster.sample import sample_raster
+    from artok.sampling.configs import SamplerConfig
 
     torch.manual_seed(0)
     generator = get_preset("tiny").build()

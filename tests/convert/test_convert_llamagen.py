@@ -13,8 +13,9 @@ import torch
 from artok.cli.main import main
 from artok.convert.llamagen import convert_state_dict, load_llamagen
 from artok.generators import RasterConfig, RasterGenerator
+from artok.generators.raster.sample import sample_raster
 from artok.hub import from_pretrained
-from artok.sampling import SamplerConfig, sample_raster
+from artok.sampling.configs import SamplerConfig
 from artok.tokens import TokenSpec
 
 

@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from artok.evaluation import feature_statistics, frechet_distance, frechet_distance_from_statistics
+from artok.evaluation import (
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_from_statistics,
+)
 
 
 def test_identical_gaussians_have_zero_distance():

@@ -135,7 +135,9 @@ def test_measure_cost_reports_throughput_and_memory():
 
     cost = measure_cost(holds_32_mb, [torch.ones(8)] * 2, "cpu", batch_size=8)
     assert cost["images_per_s"] > 0
-    assert 30 < cost["peak_memory_mb"] < 40
+    # resident memory: one 32 MB buffer, or two when the allocator did not reuse the first one's pages
+    # yet (seen once in a full-suite run: 64 MB); never less than the tensor itself
+    assert 30 < cost["peak_memory_mb"] < 70
     assert measure_cost(lambda x: x + 1, [torch.ones(8)] * 3, "cpu", batch_size=8)["peak_memory_mb"] < 1.0
 
 

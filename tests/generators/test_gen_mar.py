@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from artok.generators import IncompatibleTokensError, MARConfig, MARGenerator
-from artok.generators.mar import truncated_normal_ratio
+from artok.generators.mar.model import truncated_normal_ratio
 from artok.tokens import TokenSpec
 
 SPEC = TokenSpec("continuous", "grid", grid=(4, 4), channels=4)

@@ -3,10 +3,15 @@
 import pytest
 import torch
 
-from artok.generators import IncompatibleTokensError, NextScaleConfig, NextScaleGenerator, block_causal_mask
+from artok.generators import (
+    IncompatibleTokensError,
+    NextScaleConfig,
+    NextScaleGenerator,
+    block_causal_mask,
+)
 from artok.sampling import NextScaleSamplerConfig
-from artok.zoo import sample
 from artok.tokens import TokenSpec
+from artok.zoo import sample
 
 
 def brute_force_mask(scales):

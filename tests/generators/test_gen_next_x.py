@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from artok.generators import IncompatibleTokensError, NextXConfig, NextXGenerator
-from artok.generators.next_x import unit_layout
+from artok.generators.next_x.model import unit_layout
 from artok.tokens import TokenSpec
 
 SPEC = TokenSpec("continuous", "grid", grid=(5, 5), channels=3)

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from artok.generators import IncompatibleTokensError, NextXConfig, NextXGenerator
-from artok.generators.next_x import normalized_scales, scale_pyramid
+from artok.generators.next_x.model import normalized_scales, scale_pyramid
 from artok.hub import from_pretrained, save_pretrained
 from artok.sampling import NextXSamplerConfig
-from artok.zoo import sample
 from artok.tokens import TokenSpec
+from artok.zoo import sample
 
 SPEC = TokenSpec("continuous", "grid", grid=(5, 5), channels=3)
 LABELS = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])

@@ -5,10 +5,15 @@ import pytest
 import torch
 
 from artok.generators import IncompatibleTokensError
-from artok.zoo import GENERATOR_KINDS, build_generator, generator_kind
 from artok.hub import from_pretrained, load_config, save_pretrained
 from artok.sampling import sampler_config_to_dict
-from artok.zoo import default_sampler_config, sample
+from artok.zoo import (
+    GENERATOR_KINDS,
+    build_generator,
+    default_sampler_config,
+    generator_kind,
+    sample,
+)
 
 NATURAL = {"raster": "vq", "maskgit": "vq", "bitwise": "lfq", "next-scale": "msvq", "mar": "kl", "next-x": "kl",
            "dimwise": "ptq"}

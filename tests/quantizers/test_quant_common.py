@@ -8,7 +8,12 @@ import json
 import pytest
 import torch
 
-from artok.quantizers import QUANTIZERS, build_quantizer, quantizer_from_config, quantizer_kind
+from artok.quantizers import (
+    QUANTIZERS,
+    build_quantizer,
+    quantizer_from_config,
+    quantizer_kind,
+)
 
 DIM = 6
 # name -> (registry kind, config kwargs); tiny configs for CPU.

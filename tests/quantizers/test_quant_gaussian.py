@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from artok.quantizers import ContinuousConfig, DiagonalGaussian, DiagonalGaussianConfig, PlainContinuous
+from artok.quantizers import (
+    ContinuousConfig,
+    DiagonalGaussian,
+    DiagonalGaussianConfig,
+    PlainContinuous,
+)
 
 
 def test_kl_matches_closed_form():

@@ -5,7 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from artok.quantizers import MultiScaleVectorQuantizer, MultiScaleVQConfig, ResidualVectorQuantizer, ResidualVQConfig
+from artok.quantizers import (
+    MultiScaleVectorQuantizer,
+    MultiScaleVQConfig,
+    ResidualVectorQuantizer,
+    ResidualVQConfig,
+)
 from artok.quantizers.multiscale import phi_index_per_scale
 
 

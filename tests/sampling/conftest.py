@@ -5,8 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from artok.generators import MARConfig, MARGenerator, MaskGITConfig, MaskGITGenerator, NextXConfig, NextXGenerator
-from artok.generators import NextScaleGenerator, RasterConfig, RasterGenerator
+from artok.generators import (
+    MARConfig,
+    MARGenerator,
+    MaskGITConfig,
+    MaskGITGenerator,
+    NextScaleGenerator,
+    NextXConfig,
+    NextXGenerator,
+    RasterConfig,
+    RasterGenerator,
+)
 from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
 from artok.tokens import TokenSpec
 

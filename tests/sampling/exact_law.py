@@ -6,12 +6,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
-
 import torch
 from scipy import stats
 
 from artok.generators import RasterConfig, RasterGenerator
-from artok.sampling.engine import guidance_scales, guided_probs
+from artok.generators.raster.engine import guidance_scales, guided_probs
 from artok.tokens import TokenSpec
 
 VOCAB, LENGTH = 3, 4

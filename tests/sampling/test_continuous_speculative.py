@@ -14,13 +14,13 @@ import pytest
 import torch
 from scipy import stats
 
-from artok.sampling import MARSamplerConfig
-from artok.zoo import sample
-from artok.sampling.continuous_speculative import (
+from artok.generators.mar.speculative import (
     gaussian_residual,
     speculative_gaussian_step,
     speculative_sample_mar,
 )
+from artok.sampling import MARSamplerConfig
+from artok.zoo import sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -151,9 +151,9 @@ def test_bad_pairs_and_configs(zoo_generator):
 
 def test_sample_speculative_dispatches_by_kind(zoo_generator):
     from artok.generators import RasterConfig, RasterGenerator
-    from artok.sampling import SamplerConfig
-    from artok.zoo import sample_speculative
+    from artok.sampling.configs import SamplerConfig
     from artok.tokens import TokenSpec
+    from artok.zoo import sample_speculative
 
     target, draft = _pair(zoo_generator)
     out = sample_speculative(target, draft, torch.arange(3), MARSamplerConfig(iterations=3, steps=2, final_noise=0.1),

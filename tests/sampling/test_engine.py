@@ -3,12 +3,12 @@ per-row-position forward agrees with the full causal forward, and its options be
 
 import pytest
 import torch
-
 from exact_law import one_thread  # noqa: F401  (autouse fixture)
 
 from artok.generators import RasterConfig, RasterGenerator
-from artok.sampling import SamplerConfig, sample_raster
-from artok.sampling.engine import SamplingEngine, sample_raster_fast
+from artok.generators.raster.engine import SamplingEngine, sample_raster_fast
+from artok.generators.raster.sample import sample_raster
+from artok.sampling.configs import SamplerConfig
 from artok.tokens import TokenSpec
 
 CONFIGS = [

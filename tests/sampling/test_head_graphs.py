@@ -7,11 +7,11 @@ rows. The capture itself needs CUDA (last test, skipped without it)."""
 import pytest
 import torch
 
+from artok.generators.mar.sample import sample_mar
 from artok.heads import DiffusionHead, FlowHead
 from artok.sampling import MARSamplerConfig
 from artok.sampling.continuous import sample_head
 from artok.sampling.head_graphs import HeadSampler, _CapturedLoop
-from artok.sampling.mar import sample_mar
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,11 +3,18 @@ model), not its uniform initial drafts."""
 
 import pytest
 import torch
-from exact_law import one_thread  # noqa: F401  (autouse fixture)
-from exact_law import VOCAB, all_sequences, chi_square_pvalue, enumerable_generator, exact_law, total_variation
+from exact_law import (
+    VOCAB,
+    all_sequences,
+    chi_square_pvalue,
+    enumerable_generator,
+    exact_law,
+    one_thread,  # noqa: F401  (autouse fixture)
+    total_variation,
+)
 
-from artok.sampling import SamplerConfig
-from artok.sampling.jacobi import jacobi_sample
+from artok.generators.raster.jacobi import jacobi_sample
+from artok.sampling.configs import SamplerConfig
 
 # Same tolerances as test_speculative.py (12,000 sequences over 81 cells).
 NUM_SAMPLES = 12_000
@@ -45,7 +52,7 @@ def test_jacobi_on_grid_generator(tiny_generator):
 def test_compiled_rounds_match_eager(tiny_generator):
     """With a compiled engine (CPU inductor) the forward and the per-round update are compiled; the
     randomness is drawn outside both, so the tokens match the eager run up to kernel rounding."""
-    from artok.sampling.engine import SamplingEngine
+    from artok.generators.raster.engine import SamplingEngine
 
     config = SamplerConfig(cfg_scale=2.0, temperature=0.9)
     labels = torch.tensor([0, 1, 2])

@@ -4,8 +4,9 @@ CPU), near-identical when compiled on CPU, and the CUDA path (compile + graphs +
 import pytest
 import torch
 
-from artok.sampling import MaskGITSamplerConfig, sample_maskgit
-from artok.sampling.maskgit_engine import MaskGITEngine
+from artok.generators.maskgit.engine import MaskGITEngine
+from artok.generators.maskgit.sample import sample_maskgit
+from artok.sampling import MaskGITSamplerConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

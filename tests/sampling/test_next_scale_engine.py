@@ -4,8 +4,9 @@ near-identical when compiled on CPU, and the CUDA path (compile + graphs + bf16)
 import pytest
 import torch
 
-from artok.sampling import NextScaleSamplerConfig, sample_next_scale
-from artok.sampling.next_scale_engine import NextScaleEngine, sample_next_scale_fast
+from artok.generators.next_scale.engine import NextScaleEngine, sample_next_scale_fast
+from artok.generators.next_scale.sample import sample_next_scale
+from artok.sampling import NextScaleSamplerConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,9 +5,15 @@ import pytest
 import torch
 from exact_law import one_thread  # noqa: F401  (autouse fixture)
 
-from artok.generators.masked import MaskGITConfig, MaskGITGenerator
-from artok.sampling import MaskGITSamplerConfig, sample_maskgit
-from artok.sampling.recap import _FeatureCache, full_hidden, local_hidden, sample_maskgit_recap
+from artok.generators.maskgit.model import MaskGITConfig, MaskGITGenerator
+from artok.generators.maskgit.sample import sample_maskgit
+from artok.sampling import MaskGITSamplerConfig
+from artok.sampling.recap import (
+    _FeatureCache,
+    full_hidden,
+    local_hidden,
+    sample_maskgit_recap,
+)
 from artok.tokens import TokenSpec
 
 
@@ -57,8 +63,13 @@ def test_groups_use_local_evaluations(maskgit, config):
 
 # -- MAR ------------------------------------------------------------------------------------------
 from artok.generators import MARConfig, MARGenerator  # noqa: E402
-from artok.sampling import MARSamplerConfig, sample_mar  # noqa: E402
-from artok.sampling.recap import mar_full_conditions, mar_local_conditions, sample_mar_recap  # noqa: E402
+from artok.generators.mar.sample import sample_mar
+from artok.sampling import MARSamplerConfig
+from artok.sampling.recap import (  # noqa: E402
+    mar_full_conditions,
+    mar_local_conditions,
+    sample_mar_recap,
+)
 
 
 @pytest.fixture

@@ -3,19 +3,28 @@ more acceptance with the per-token law the docstrings state."""
 
 import pytest
 import torch
-from exact_law import one_thread  # noqa: F401  (autouse fixture)
-from exact_law import enumerable_generator, perturbed_copy
+from exact_law import (
+    enumerable_generator,
+    one_thread,  # noqa: F401  (autouse fixture)
+    perturbed_copy,
+)
 
-from artok.sampling import SamplerConfig
-from artok.sampling.jacobi import jacobi_sample
+from artok.generators.raster.jacobi import jacobi_sample
+from artok.sampling.configs import SamplerConfig
 from artok.sampling.relaxed import (
     GroupedAcceptance,
     LanternAcceptance,
-    latent_neighbours,
     lantern_acceptance,
+    latent_neighbours,
     tokenizer_codebook,
 )
-from artok.sampling.speculative import EXACT, accepted_mass, per_token_tv, speculative_sample, verify_drafts
+from artok.sampling.speculative import (
+    EXACT,
+    accepted_mass,
+    per_token_tv,
+    speculative_sample,
+    verify_drafts,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,15 @@
 import pytest
 import torch
 
-from artok.sampling import MARSamplerConfig, MaskGITSamplerConfig, NextScaleSamplerConfig, NextXSamplerConfig, SamplerConfig, sampler_config_from_dict, sampler_config_to_dict
+from artok.sampling import (
+    MARSamplerConfig,
+    MaskGITSamplerConfig,
+    NextScaleSamplerConfig,
+    NextXSamplerConfig,
+    sampler_config_from_dict,
+    sampler_config_to_dict,
+)
+from artok.sampling.configs import SamplerConfig
 from artok.zoo import default_sampler_config, sample, sampler_config_for
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from artok.sampling import SamplerConfig, sample_raster, sample_raster_recompute
+from artok.generators.raster.sample import sample_raster, sample_raster_recompute
+from artok.sampling.configs import SamplerConfig
 from artok.tokens import Tokens
 
 CONFIGS = [
@@ -28,7 +29,7 @@ def test_cached_equals_recompute(tiny_generator, config, seed):
 
 def test_cache_logits_match_full_forward(tiny_generator):
     """Stepwise cached logits equal the training-time causal forward, position by position."""
-    from artok.sampling import decode_one_token, prefill
+    from artok.generators.raster.sample import decode_one_token, prefill
     from artok.sampling.kv_cache import static_kv_cache
 
     ids = torch.randint(0, 17, (2, 9))

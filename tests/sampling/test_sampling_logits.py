@@ -5,7 +5,14 @@ import math
 import pytest
 import torch
 
-from artok.sampling import cfg_combine, cfg_scale_at, logits_to_probs, sample_from_probs, top_k_filter, top_p_filter
+from artok.sampling import (
+    cfg_combine,
+    cfg_scale_at,
+    logits_to_probs,
+    sample_from_probs,
+    top_k_filter,
+    top_p_filter,
+)
 
 
 def test_cfg_combine_hand_computed():

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from artok.generators.mar.sample import mar_cfg_scale
 from artok.sampling import MARSamplerConfig
 from artok.zoo import sample
-from artok.sampling.mar import mar_cfg_scale
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

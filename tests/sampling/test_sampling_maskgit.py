@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
+from artok.generators.maskgit.sample import remask_least_confident
 from artok.sampling import MaskGITSamplerConfig, mask_ratio, masked_counts
 from artok.zoo import sample
-from artok.sampling.masked import remask_least_confident
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

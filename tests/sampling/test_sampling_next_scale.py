@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from artok.sampling import NextScaleSamplerConfig, cfg_scale_at, sample_next_scale
-from artok.zoo import sample
+from artok.generators.next_scale.sample import sample_next_scale
+from artok.sampling import NextScaleSamplerConfig, cfg_scale_at
 from artok.tokens import Tokens
+from artok.zoo import sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,8 +6,8 @@ import torch
 
 from artok.generators import NextXConfig, NextXGenerator
 from artok.sampling import NextXSamplerConfig
-from artok.zoo import sample
 from artok.tokens import TokenSpec
+from artok.zoo import sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -144,7 +144,7 @@ def test_transformer_denoiser_recovers_a_gaussian_mixture():
 def test_compiled_velocity_matches_eager(zoo_generator):
     """``compile=True`` on CPU (inductor, no graphs): the transformer denoiser's velocity call is the
     compiled region; the samples match the eager loop up to kernel rounding. Bad values are refused."""
-    from artok.sampling.next_x import sample_next_x
+    from artok.generators.next_x.sample import sample_next_x
 
     generator = zoo_generator("next-x", denoiser="transformer", unit="cell")
     config = NextXSamplerConfig(steps=3, cfg_scale=2.0)
@@ -159,7 +159,7 @@ def test_compiled_velocity_matches_eager(zoo_generator):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_graph_velocity_matches_eager(zoo_generator):
-    from artok.sampling.next_x import sample_next_x
+    from artok.generators.next_x.sample import sample_next_x
 
     generator = zoo_generator("next-x", denoiser="transformer", unit="cell").cuda()
     config = NextXSamplerConfig(steps=3, cfg_scale=2.0)

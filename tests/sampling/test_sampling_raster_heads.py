@@ -3,7 +3,9 @@
 import pytest
 import torch
 
-from artok.sampling import SamplerConfig, sample_raster, sample_raster_with_head
+from artok.generators.raster.head_sample import sample_raster_with_head
+from artok.generators.raster.sample import sample_raster
+from artok.sampling.configs import SamplerConfig
 from artok.zoo import sample
 
 pytestmark = pytest.mark.usefixtures("one_thread")

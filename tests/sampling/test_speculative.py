@@ -3,11 +3,17 @@ model) and not the draft's; its statistics and errors."""
 
 import pytest
 import torch
-from exact_law import one_thread  # noqa: F401  (autouse fixture)
-from exact_law import chi_square_pvalue, enumerable_generator, exact_law, perturbed_copy, total_variation
+from exact_law import (
+    chi_square_pvalue,
+    enumerable_generator,
+    exact_law,
+    one_thread,  # noqa: F401  (autouse fixture)
+    perturbed_copy,
+    total_variation,
+)
 
-from artok.sampling import SamplerConfig
-from artok.sampling.engine import SamplingEngine
+from artok.generators.raster.engine import SamplingEngine
+from artok.sampling.configs import SamplerConfig
 from artok.sampling.speculative import speculative_sample, verify_drafts
 
 # 12,000 sequences over 81 cells: the expected TV between the empirical and the true law is below

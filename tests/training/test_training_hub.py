@@ -5,8 +5,9 @@ import json
 import pytest
 import torch
 
+from artok.generators.raster.sample import sample_raster
 from artok.hub import from_pretrained, save_pretrained
-from artok.sampling import SamplerConfig, sample_raster
+from artok.sampling.configs import SamplerConfig
 
 
 def test_generator_round_trip(tiny_generator, tmp_path):

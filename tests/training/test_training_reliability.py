@@ -10,14 +10,12 @@ import warnings
 import pytest
 import torch
 
-from artok.zoo import GENERATOR_KINDS, build_generator
 from artok.hub import from_pretrained, remove_stale_temporaries, save_pretrained
-from artok.zoo import sample
+from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
 from artok.tokens import Tokens
 from artok.training import TrainConfig, load_checkpoint, train, train_generator
 from artok.training.loop import TrainingDiverged, TrainingWarning
-
-from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
+from artok.zoo import GENERATOR_KINDS, build_generator, sample
 
 # The natural tokenizer of each kind, tiny (as tests/generators builds them).
 NATURAL = {"raster": ("vq", {"codebook_size": 16, "codebook_dim": 4}, 8), "maskgit": ("vq", {"codebook_size": 16}, 8),

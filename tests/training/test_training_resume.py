@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from artok.tokens import Tokens
-from artok.training import TrainConfig, load_checkpoint, save_checkpoint, train_generator
+from artok.training import (
+    TrainConfig,
+    load_checkpoint,
+    save_checkpoint,
+    train_generator,
+)
 
 
 def _tokens_and_labels(spec, n=64):

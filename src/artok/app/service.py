@@ -132,7 +132,12 @@ class DemoService:
 
     def __init__(self, generator, tokenizer, name: str = "") -> None:
         from artok.pipeline import Pipeline
-        from artok.zoo import eligible_for_engine, generator_kind, sampler_config_for, sampler_kind_for
+        from artok.zoo import (
+            eligible_for_engine,
+            generator_kind,
+            sampler_config_for,
+            sampler_kind_for,
+        )
 
         self.generator = generator.eval()
         self.tokenizer = tokenizer.eval()
@@ -157,7 +162,9 @@ class DemoService:
     @classmethod
     def load(cls, generator_dir, tokenizer_dir=None, device: str = "cpu") -> DemoService:
         """Load a saved pair as ``artok sample`` does (`artok.pipeline.load_pair`)."""
-        from artok.pipeline import load_pair  # imports artok.zoo, which registers every generator kind
+        from artok.pipeline import (
+            load_pair,  # imports artok.zoo, which registers every generator kind
+        )
 
         generator, tokenizer = load_pair(generator_dir, tokenizer_dir, device)
         return cls(generator, tokenizer, name=str(generator_dir))

@@ -128,13 +128,13 @@ def format_duration(seconds: float) -> str:
 @torch.no_grad()
 def _plain_raster(generator, labels, config, rng, num_tokens: int) -> torch.Tensor:
     """`sample_raster`'s loop (same functions), stopped after ``num_tokens`` tokens."""
-    from artok.sampling.kv_cache import static_kv_cache
-    from artok.sampling.loops import (
+    from artok.generators.raster.sample import (
         decode_one_token,
         guided_labels,
         next_token,
         prefill,
     )
+    from artok.sampling.kv_cache import static_kv_cache
 
     seq_len = generator.config.seq_len
     rows = guided_labels(generator, labels, config)

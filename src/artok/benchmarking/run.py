@@ -39,8 +39,13 @@ from artok.presets import GeneratorPreset, get_preset
 def _load(config: BenchConfig, device: torch.device):
     """(generator, kind, preset-or-None, sampler config)."""
     if config.checkpoint:
-        from artok.generators.raster import RasterGenerator
-        from artok.zoo import from_pretrained, kind_of, sampler_config_for, sampler_kind_for
+        from artok.generators.raster.model import RasterGenerator
+        from artok.zoo import (
+            from_pretrained,
+            kind_of,
+            sampler_config_for,
+            sampler_kind_for,
+        )
 
         generator = from_pretrained(config.checkpoint, device, role="generator").eval()
         kind = sampler_kind_for(generator)
@@ -223,14 +228,14 @@ def _sampler_call(generator, kind, sampler_name, batch_size, labels, sampler, co
         return torch.Generator(device).manual_seed(config.seed)
 
     if kind == "raster" and sampler_name == "engine":
-        from artok.sampling.engine import SamplingEngine
+        from artok.generators.raster.engine import SamplingEngine
 
         engine = SamplingEngine(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,
                                 attention=config.attention, guidance=sampler.uses_cfg)
         return lambda: engine.generate(labels, sampler, generator_rng(), tokens)
     if kind in ("next-scale", "maskgit") and sampler_name == "engine":
-        from artok.sampling.maskgit_engine import MaskGITEngine
-        from artok.sampling.next_scale_engine import NextScaleEngine
+        from artok.generators.maskgit.engine import MaskGITEngine
+        from artok.generators.next_scale.engine import NextScaleEngine
 
         engine_class = NextScaleEngine if kind == "next-scale" else MaskGITEngine
         engine = engine_class(generator, batch_size, compile=config.compile, cuda_graphs=config.cuda_graphs,

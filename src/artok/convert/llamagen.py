@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from artok.generators.raster import RasterConfig, RasterGenerator
+from artok.generators.raster.model import RasterConfig, RasterGenerator
 from artok.hub import read_weights
 from artok.tokens import TokenSpec
 

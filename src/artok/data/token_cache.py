@@ -103,7 +103,9 @@ def cached_tokens(
     Returns:
         `Tokens` whose tensor is memory-mapped from the cache file (rows are read on indexing).
     """
-    from artok.training.generator_trainer import encode_dataset  # training imports data: defer
+    from artok.training.generator_trainer import (
+        encode_dataset,  # training imports data: defer
+    )
 
     data_path, meta_path = cache_paths(tokenizer, dataset, cache_dir)
     if not refresh and data_path.is_file() and meta_path.is_file():

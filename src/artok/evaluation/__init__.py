@@ -21,8 +21,18 @@ from artok.evaluation.frechet import (
     frechet_distance,
     frechet_distance_from_statistics,
 )
-from artok.evaluation.generation import evaluate_generation, reference_fd, reference_statistics
-from artok.evaluation.metrics import PSNR_CAP_DB, psnr, psnr_per_image, ssim, ssim_per_image
+from artok.evaluation.generation import (
+    evaluate_generation,
+    reference_fd,
+    reference_statistics,
+)
+from artok.evaluation.metrics import (
+    PSNR_CAP_DB,
+    psnr,
+    psnr_per_image,
+    ssim,
+    ssim_per_image,
+)
 from artok.evaluation.report import Report, format_number, image_grid, save_image_grid
 from artok.evaluation.text_set import find_fonts, render_text_set
 from artok.evaluation.tokenizer_bench import (

@@ -348,7 +348,9 @@ def get_reference_classifier(
     the training settings) under ``cache_dir / classifier_cache_key(...)``. ``cache_dir``
     defaults to `default_cache_dir`. ``retrain=True`` ignores and overwrites an existing entry.
     """
-    from artok.data import load_dataset  # deferred: the data package imports heavier loaders
+    from artok.data import (
+        load_dataset,  # deferred: the data package imports heavier loaders
+    )
 
     if not set(train_kwargs) <= _TRAIN_SETTINGS:
         unknown = sorted(set(train_kwargs) - _TRAIN_SETTINGS)

@@ -19,11 +19,15 @@ lives above the models, in `artok.zoo`).
 """
 
 from artok.generators.base import Generator, IncompatibleTokensError
-from artok.generators.mar import MARConfig, MARGenerator
-from artok.generators.masked import MaskGITConfig, MaskGITGenerator
-from artok.generators.next_scale import NextScaleConfig, NextScaleGenerator, block_causal_mask
-from artok.generators.next_x import NextXConfig, NextXGenerator
-from artok.generators.raster import RasterConfig, RasterGenerator
+from artok.generators.mar.model import MARConfig, MARGenerator
+from artok.generators.maskgit.model import MaskGITConfig, MaskGITGenerator
+from artok.generators.next_scale.model import (
+    NextScaleConfig,
+    NextScaleGenerator,
+    block_causal_mask,
+)
+from artok.generators.next_x.model import NextXConfig, NextXGenerator
+from artok.generators.raster.model import RasterConfig, RasterGenerator
 
 __all__ = [
     "Generator",

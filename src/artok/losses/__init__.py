@@ -11,8 +11,17 @@ from artok.losses.gan import (
     hinge_generator_loss,
     lecam_regularization,
 )
-from artok.losses.perceptual import PERCEPTUAL_OFF_MESSAGE, PerceptualLoss, load_perceptual_loss
-from artok.losses.reconstruction import ReconstructionLoss, l1_loss, l2_loss, reconstruction_loss
+from artok.losses.perceptual import (
+    PERCEPTUAL_OFF_MESSAGE,
+    PerceptualLoss,
+    load_perceptual_loss,
+)
+from artok.losses.reconstruction import (
+    ReconstructionLoss,
+    l1_loss,
+    l2_loss,
+    reconstruction_loss,
+)
 
 __all__ = [
     "PERCEPTUAL_OFF_MESSAGE",

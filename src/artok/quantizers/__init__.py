@@ -19,7 +19,12 @@ from artok.quantizers.base import (
     is_distributed,
 )
 from artok.quantizers.fsq import FiniteScalarQuantizer, FSQConfig
-from artok.quantizers.gaussian import ContinuousConfig, DiagonalGaussian, DiagonalGaussianConfig, PlainContinuous
+from artok.quantizers.gaussian import (
+    ContinuousConfig,
+    DiagonalGaussian,
+    DiagonalGaussianConfig,
+    PlainContinuous,
+)
 from artok.quantizers.lfq import (
     BinarySphericalQuantizer,
     BSQConfig,
@@ -30,7 +35,11 @@ from artok.quantizers.lfq import (
     factorized_entropies,
     ids_to_bits,
 )
-from artok.quantizers.multiscale import MultiScaleVectorQuantizer, MultiScaleVQConfig, ScaleFeatures
+from artok.quantizers.multiscale import (
+    MultiScaleVectorQuantizer,
+    MultiScaleVQConfig,
+    ScaleFeatures,
+)
 from artok.quantizers.post_training import (
     PostTrainingQuantizer,
     PostTrainingQuantizerConfig,

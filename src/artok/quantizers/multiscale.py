@@ -34,7 +34,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from artok.quantizers.base import Quantizer, QuantizerOutput, id_histogram, usage_metrics
+from artok.quantizers.base import (
+    Quantizer,
+    QuantizerOutput,
+    id_histogram,
+    usage_metrics,
+)
 from artok.quantizers.vq import nearest_code
 
 

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 
 import torch
 
-from artok.quantizers.base import Quantizer, QuantizerOutput, all_reduce_, channels_first, channels_last
+from artok.quantizers.base import (
+    Quantizer,
+    QuantizerOutput,
+    all_reduce_,
+    channels_first,
+    channels_last,
+)
 
 
 @dataclass

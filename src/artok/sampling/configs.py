@@ -11,7 +11,6 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from artok.sampling.continuous import HEAD_METHODS
-from artok.sampling.loops import SamplerConfig
 from artok.sampling.mask_schedules import MASK_SCHEDULES
 from artok.sampling.schedules import CFG_SCHEDULES
 
@@ -23,6 +22,47 @@ def check_finite_numbers(config) -> None:
         value = getattr(config, field.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"{field.name} must be a finite number, got {value}")
+
+
+@dataclass
+class SamplerConfig:
+    """Sampling options stored with a checkpoint as its defaults.
+
+    Args:
+        temperature: softmax temperature (> 0).
+        top_k: keep the k most likely tokens (0 = all).
+        top_p: nucleus mass (1.0 = off).
+        cfg_scale: classifier-free guidance scale (1.0 = no guidance, and no doubled batch).
+        cfg_schedule: ``"constant"`` or ``"linear"`` (ramps from 1 to ``cfg_scale``).
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    cfg_scale: float = 1.0
+    cfg_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "cfg_scale"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.cfg_scale < 0:
+            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
+        if self.cfg_schedule not in CFG_SCHEDULES:
+            raise ValueError(f"cfg_schedule must be one of {CFG_SCHEDULES}, got {self.cfg_schedule!r}")
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.cfg_scale != 1.0 or self.cfg_schedule != "constant"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def _check_token_options(config) -> None:
@@ -126,7 +166,7 @@ class MARSamplerConfig(_Guidance):
         diffusion_scale: SDE noise scale of Euler-Maruyama.
         final_noise: std of Gaussian noise added at the head sampler's last step, in model space
             (0: the usual deterministic last step). Continuous speculative decoding
-            (`artok.sampling.continuous_speculative`) needs it positive: its acceptance test compares
+            (`artok.generators.mar.speculative`) needs it positive: its acceptance test compares
             the two models' densities of that step, and its output law is exactly this sampler's.
     """
 

@@ -26,7 +26,7 @@ that last step (DDPM's and Euler's last step are deterministic by default). The 
 fixed order (initial noise, then one draw per stochastic step) from ``rng``, or taken from a
 pre-drawn ``noise`` tensor (``K x N x D``, `noise_count` slices): two heads given the same ``noise``
 follow aligned trajectories, which is what continuous speculative decoding
-(`artok.sampling.continuous_speculative`) needs.
+(`artok.generators.mar.speculative`) needs.
 """
 
 from __future__ import annotations

@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import torch
 
+from artok.generators.mar.sample import mar_cfg_scale
+from artok.generators.maskgit.sample import gumbel_noise, remask_least_confident
 from artok.sampling.configs import MARSamplerConfig, MaskGITSamplerConfig
+from artok.sampling.engine_support import RowKVCache
 from artok.sampling.head_graphs import HeadSampler
-from artok.sampling.engine import RowKVCache
 from artok.sampling.heads import draw_discrete
-from artok.sampling.mar import mar_cfg_scale
 from artok.sampling.mask_schedules import masked_counts
-from artok.sampling.masked import gumbel_noise, remask_least_confident
 from artok.sampling.schedules import cfg_scale_at, doubler, guidance_rows
 from artok.tokens import Tokens
 

@@ -29,9 +29,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from artok.sampling.engine import SamplingEngine, guidance_scales, guided_probs
+from artok.generators.raster.engine import SamplingEngine, guidance_scales, guided_probs
+from artok.sampling.configs import SamplerConfig
 from artok.sampling.logits import exponential_noise, sample_from_probs
-from artok.sampling.loops import SamplerConfig
 from artok.tokens import Tokens
 
 

@@ -14,7 +14,6 @@ from dataclasses import replace
 import torch
 
 
-
 @torch.no_grad()
 def post_training_quantized(tokenizer, images, bits: int = 4, batch_size: int = 256):
     """A ``ptq`` copy of a continuous tokenizer (``kl`` or ``continuous`` quantizer; any tokenizer

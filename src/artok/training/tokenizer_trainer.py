@@ -22,7 +22,13 @@ from pathlib import Path
 import torch
 
 from artok.data.base import ImageDataset
-from artok.losses import AdversarialLoss, GANConfig, PerceptualLoss, load_perceptual_loss, reconstruction_loss
+from artok.losses import (
+    AdversarialLoss,
+    GANConfig,
+    PerceptualLoss,
+    load_perceptual_loss,
+    reconstruction_loss,
+)
 from artok.tokenizers.base import Tokenizer
 from artok.training.loop import (
     TrainConfig,

@@ -66,7 +66,7 @@ from artok.generators.head_support import (
     check_continuous_config,
     check_continuous_head,
 )
-from artok.generators.next_scale import block_causal_mask
+from artok.generators.next_scale.model import block_causal_mask
 from artok.hub import register_model
 from artok.nn import KVCache, RMSNorm, TransformerBlock, swiglu_hidden_dim
 from artok.nn.adaln import AdaLNOutput, AdaLNTransformerBlock, TimestepEmbedder

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import torch
 
+from artok.generators.raster.sample import guided_labels
+from artok.sampling.configs import SamplerConfig
 from artok.sampling.heads import draw_discrete
 from artok.sampling.kv_cache import static_kv_cache
-from artok.sampling.loops import SamplerConfig, guided_labels
 from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
 

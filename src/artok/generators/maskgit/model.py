@@ -20,7 +20,11 @@ import torch
 from torch import nn
 
 from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
-from artok.generators.head_support import build_discrete_head, build_token_embedding, check_discrete_head
+from artok.generators.head_support import (
+    build_discrete_head,
+    build_token_embedding,
+    check_discrete_head,
+)
 from artok.hub import register_model
 from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
 from artok.sampling.mask_schedules import MASK_SCHEDULES, training_mask_ratio

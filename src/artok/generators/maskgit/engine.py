@@ -13,11 +13,11 @@ from contextlib import nullcontext
 
 import torch
 
+from artok.generators.maskgit.sample import gumbel_noise, remask_least_confident
 from artok.sampling.configs import MaskGITSamplerConfig
-from artok.sampling.engine import engine_rows, prepare_engine
+from artok.sampling.engine_support import engine_rows, prepare_engine
 from artok.sampling.logits import cfg_combine, exponential_noise, logits_to_probs
 from artok.sampling.mask_schedules import masked_counts
-from artok.sampling.masked import gumbel_noise, remask_least_confident
 from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
 
@@ -28,7 +28,7 @@ class MaskGITEngine:
     Args:
         generator: a `MaskGITGenerator`.
         batch_size: the most images sampled at once (CFG doubles the rows internally).
-        dtype, compile, cuda_graphs: as for `artok.sampling.engine.SamplingEngine` (``"auto"``:
+        dtype, compile, cuda_graphs: as for `artok.generators.raster.engine.SamplingEngine` (``"auto"``:
             bf16, compiled, CUDA graphs on CUDA; the generator's dtype, eager elsewhere).
         guidance: reserve rows for classifier-free guidance.
     """

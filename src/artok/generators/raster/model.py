@@ -24,9 +24,21 @@ import torch
 from torch import nn
 
 from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
-from artok.generators.head_support import DISCRETE_HEADS, build_discrete_head, build_token_embedding, check_discrete_head
+from artok.generators.head_support import (
+    DISCRETE_HEADS,
+    build_discrete_head,
+    build_token_embedding,
+    check_discrete_head,
+)
 from artok.hub import register_model
-from artok.nn import KVCache, RMSNorm, TransformerBlock, rope_1d_table, rope_2d_table, swiglu_hidden_dim
+from artok.nn import (
+    KVCache,
+    RMSNorm,
+    TransformerBlock,
+    rope_1d_table,
+    rope_2d_table,
+    swiglu_hidden_dim,
+)
 from artok.nn.rope import PREFIX_ROTATIONS
 from artok.tokens import Tokens, TokenSpec
 

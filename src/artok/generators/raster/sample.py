@@ -12,57 +12,13 @@ order, produce the same tokens for the same seed; the test suite checks they are
 
 from __future__ import annotations
 
-import math
-
-from dataclasses import asdict, dataclass
-
 import torch
 
+from artok.sampling.configs import SamplerConfig
 from artok.sampling.kv_cache import static_kv_cache
 from artok.sampling.logits import cfg_combine, logits_to_probs, sample_from_probs
-from artok.sampling.schedules import CFG_SCHEDULES, cfg_scale_at
+from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
-
-
-@dataclass
-class SamplerConfig:
-    """Sampling options stored with a checkpoint as its defaults.
-
-    Args:
-        temperature: softmax temperature (> 0).
-        top_k: keep the k most likely tokens (0 = all).
-        top_p: nucleus mass (1.0 = off).
-        cfg_scale: classifier-free guidance scale (1.0 = no guidance, and no doubled batch).
-        cfg_schedule: ``"constant"`` or ``"linear"`` (ramps from 1 to ``cfg_scale``).
-    """
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    cfg_scale: float = 1.0
-    cfg_schedule: str = "constant"
-
-    def __post_init__(self) -> None:
-        for name in ("temperature", "top_p", "cfg_scale"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.cfg_scale < 0:
-            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
-        if self.cfg_schedule not in CFG_SCHEDULES:
-            raise ValueError(f"cfg_schedule must be one of {CFG_SCHEDULES}, got {self.cfg_schedule!r}")
-
-    @property
-    def uses_cfg(self) -> bool:
-        return self.cfg_scale != 1.0 or self.cfg_schedule != "constant"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def guided_labels(generator, labels: torch.Tensor, config: SamplerConfig) -> torch.Tensor:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import torch
 
+from artok.sampling.configs import SamplerConfig
 from artok.sampling.logits import exponential_noise, sample_from_probs
-from artok.sampling.loops import SamplerConfig
 from artok.sampling.speculative import (
     EXACT,
     GuidedDistribution,

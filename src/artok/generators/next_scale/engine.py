@@ -20,10 +20,10 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
+from artok.generators.next_scale.sample import next_scale_input
 from artok.nn import KVCache
 from artok.sampling.configs import NextScaleSamplerConfig
-from artok.sampling.next_scale import next_scale_input
-from artok.sampling.engine import engine_rows, prepare_engine
+from artok.sampling.engine_support import engine_rows, prepare_engine
 from artok.sampling.logits import cfg_combine, logits_to_probs
 from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
