@@ -134,7 +134,7 @@ def _plain_raster(generator, labels, config, rng, num_tokens: int) -> torch.Tens
         next_token,
         prefill,
     )
-    from artok.sampling.kv_cache import static_kv_cache
+    from artok.nn.kv_cache import static_kv_cache
 
     seq_len = generator.config.seq_len
     rows = guided_labels(generator, labels, config)

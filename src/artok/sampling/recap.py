@@ -35,6 +35,7 @@ import torch
 
 from artok.generators.mar.sample import mar_cfg_scale
 from artok.generators.maskgit.sample import gumbel_noise, remask_least_confident
+from artok.nn.kv_cache import attach_caches
 from artok.sampling.configs import MARSamplerConfig, MaskGITSamplerConfig
 from artok.sampling.engine_support import RowKVCache
 from artok.sampling.head_graphs import HeadSampler
@@ -57,14 +58,11 @@ class _FeatureCache:
                        for b in self.blocks]
 
     def __enter__(self):
-        self.previous = [block.attention.kv_cache for block in self.blocks]
-        for block, cache in zip(self.blocks, self.caches):
-            block.attention.kv_cache = cache
+        self.previous = attach_caches(self.blocks, self.caches)
         return self
 
     def __exit__(self, *exc):
-        for block, cache in zip(self.blocks, self.previous):
-            block.attention.kv_cache = cache
+        attach_caches(self.blocks, self.previous)
 
 
 def _inputs(generator, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ import torch
 
 from artok.generators.next_scale.sample import next_scale_input
 from artok.nn import KVCache
+from artok.nn.kv_cache import installed_caches
 from artok.sampling.configs import NextScaleSamplerConfig
 from artok.sampling.engine_support import engine_rows, prepare_engine
 from artok.sampling.logits import cfg_combine, logits_to_probs
@@ -66,14 +67,10 @@ class NextScaleEngine:
     @contextmanager
     def _installed(self, caches: list[KVCache]):
         """Attach ``caches`` to the attention layers for the duration of a call."""
-        previous = [block.attention.kv_cache for block in self.model.blocks]
-        for block, cache in zip(self.model.blocks, caches):
-            block.attention.kv_cache = cache
         try:
-            yield
+            with installed_caches(self.model.blocks, caches):
+                yield
         finally:
-            for block, cache in zip(self.model.blocks, previous):
-                block.attention.kv_cache = cache
             for cache in caches:
                 cache.length = None
 

@@ -35,8 +35,9 @@ from torch import nn
 from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
 from artok.generators.head_support import build_discrete_head, check_discrete_head
 from artok.hub import register_model
-from artok.nn import KVCache, swiglu_hidden_dim
+from artok.nn import swiglu_hidden_dim
 from artok.nn.adaln import AdaLNOutput, AdaLNTransformerBlock
+from artok.nn.kv_cache import allocate_caches, attach_caches, detach_caches
 from artok.quantizers.multiscale import MultiScaleVectorQuantizer, MultiScaleVQConfig
 from artok.tokens import Tokens, TokenSpec
 
@@ -223,15 +224,10 @@ class NextScaleGenerator(Generator):
     def setup_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> None:
         """Static KV caches over the whole multi-scale sequence for ``batch_size`` rows."""
         param = self.position
-        for block in self.blocks:
-            attention = block.attention
-            attention.kv_cache = KVCache(
-                batch_size, attention.num_heads, self.spec.seq_len, attention.head_dim, dtype or param.dtype, param.device
-            )
+        attach_caches(self.blocks, allocate_caches(self.blocks, batch_size, self.spec.seq_len, dtype or param.dtype, param.device))
 
     def clear_cache(self) -> None:
-        for block in self.blocks:
-            block.attention.kv_cache = None
+        detach_caches(self.blocks)
 
     @classmethod
     def from_tokenizer(cls, tokenizer, **options) -> "NextScaleGenerator":

@@ -19,9 +19,9 @@ import contextlib
 import torch
 from einops import rearrange
 
+from artok.nn.kv_cache import static_kv_cache
 from artok.sampling.configs import NextScaleSamplerConfig
 from artok.sampling.heads import draw_discrete
-from artok.sampling.kv_cache import static_kv_cache
 from artok.sampling.schedules import cfg_scale_at, guidance_rows
 from artok.tokens import Tokens
 

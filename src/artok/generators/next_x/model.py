@@ -68,8 +68,9 @@ from artok.generators.head_support import (
 )
 from artok.generators.next_scale.model import block_causal_mask
 from artok.hub import register_model
-from artok.nn import KVCache, RMSNorm, TransformerBlock, swiglu_hidden_dim
+from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
 from artok.nn.adaln import AdaLNOutput, AdaLNTransformerBlock, TimestepEmbedder
+from artok.nn.kv_cache import allocate_caches, attach_caches, detach_caches
 from artok.tokens import Tokens, TokenSpec
 
 UNITS = ("token", "cell", "image", "scale")
@@ -422,12 +423,7 @@ class NextXGenerator(Generator):
     # -- cache ---------------------------------------------------------------------------------
     def setup_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> None:
         param = self.position
-        for block in self.blocks:
-            attention = block.attention
-            attention.kv_cache = KVCache(
-                batch_size, attention.num_heads, self.sequence_length, attention.head_dim, dtype or param.dtype, param.device
-            )
+        attach_caches(self.blocks, allocate_caches(self.blocks, batch_size, self.sequence_length, dtype or param.dtype, param.device))
 
     def clear_cache(self) -> None:
-        for block in self.blocks:
-            block.attention.kv_cache = None
+        detach_caches(self.blocks)

@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import torch
 
+from artok.nn.kv_cache import static_kv_cache
 from artok.sampling.configs import NextXSamplerConfig
 from artok.sampling.continuous import NoiseSource, guide, integrate_flow
 from artok.sampling.head_graphs import HeadSampler
-from artok.sampling.kv_cache import static_kv_cache
 from artok.sampling.schedules import cfg_scale_at, guidance_rows
 from artok.tokens import Tokens
 

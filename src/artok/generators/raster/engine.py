@@ -33,6 +33,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
+from artok.nn.kv_cache import installed_caches
 from artok.sampling.configs import SamplerConfig
 from artok.sampling.engine_support import (
     RowKVCache,
@@ -129,22 +130,15 @@ class SamplingEngine:
         """Attach the engine's caches to the model's attention layers for the duration of a call
         (restoring whatever was there), with ``length`` visible slots; yields a setter for the
         visible length."""
-        previous = [block.attention.kv_cache for block in self.model.blocks]
-        for block, cache in zip(self.model.blocks, self.caches):
-            block.attention.kv_cache = cache
-
         def set_length(value: int) -> int:
             if self.caches[0].length != value:
                 for cache in self.caches:
                     cache.length = value
             return value
 
-        set_length(self.max_len if length is None else length)
-        try:
+        with installed_caches(self.model.blocks, self.caches):
+            set_length(self.max_len if length is None else length)
             yield set_length
-        finally:
-            for block, cache in zip(self.model.blocks, previous):
-                block.attention.kv_cache = cache
 
     def visible_length(self, last_position: int) -> int:
         """Cache slots a query at ``last_position`` (and below) must see under this engine's

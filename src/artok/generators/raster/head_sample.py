@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 
 from artok.generators.raster.sample import guided_labels
+from artok.nn.kv_cache import static_kv_cache
 from artok.sampling.configs import SamplerConfig
 from artok.sampling.heads import draw_discrete
-from artok.sampling.kv_cache import static_kv_cache
 from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
 

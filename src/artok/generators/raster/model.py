@@ -32,13 +32,13 @@ from artok.generators.head_support import (
 )
 from artok.hub import register_model
 from artok.nn import (
-    KVCache,
     RMSNorm,
     TransformerBlock,
     rope_1d_table,
     rope_2d_table,
     swiglu_hidden_dim,
 )
+from artok.nn.kv_cache import allocate_caches, attach_caches, detach_caches
 from artok.nn.rope import PREFIX_ROTATIONS
 from artok.tokens import Tokens, TokenSpec
 
@@ -223,12 +223,7 @@ class RasterGenerator(Generator):
     def setup_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> None:
         """Allocate a static KV cache of ``seq_len`` positions for ``batch_size`` rows."""
         param = next(self.parameters())
-        for block in self.blocks:
-            attention = block.attention
-            attention.kv_cache = KVCache(
-                batch_size, attention.num_heads, self.config.seq_len, attention.head_dim, dtype or param.dtype, param.device
-            )
+        attach_caches(self.blocks, allocate_caches(self.blocks, batch_size, self.config.seq_len, dtype or param.dtype, param.device))
 
     def clear_cache(self) -> None:
-        for block in self.blocks:
-            block.attention.kv_cache = None
+        detach_caches(self.blocks)

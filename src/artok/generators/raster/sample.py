@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from artok.nn.kv_cache import static_kv_cache
 from artok.sampling.configs import SamplerConfig
-from artok.sampling.kv_cache import static_kv_cache
 from artok.sampling.logits import cfg_combine, logits_to_probs, sample_from_probs
 from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
