@@ -30,7 +30,7 @@ def test_cached_equals_recompute(tiny_generator, config, seed):
 def test_cache_logits_match_full_forward(tiny_generator):
     """Stepwise cached logits equal the training-time causal forward, position by position."""
     from artok.generators.raster.sample import decode_one_token, prefill
-    from artok.sampling.kv_cache import static_kv_cache
+    from artok.nn.kv_cache import static_kv_cache
 
     ids = torch.randint(0, 17, (2, 9))
     labels = torch.tensor([1, 3])
