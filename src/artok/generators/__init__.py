@@ -1,22 +1,5 @@
-"""Token-sequence models: they return losses and predictions, never sample.
-
-=============  ==========================  ===========================================  ==============
-CLI kind       class                       tokens                                       paper
-=============  ==========================  ===========================================  ==============
-raster         `RasterGenerator`           discrete grid (VQ/FSQ)                        LlamaGen
-bitwise        `RasterGenerator`,          discrete grid, power-of-two vocab (LFQ/BSQ)   Infinity
-               ``head="bitwise"``
-dimwise        `RasterGenerator`,          dimension-wise PTQ tokens                     TokenBridge
-               ``head="dimwise"``
-next-scale     `NextScaleGenerator`        multi-scale residual tokens (msvq)            VAR
-maskgit        `MaskGITGenerator`          discrete grid                                 MaskGIT
-mar            `MARGenerator`              continuous grid (KL)                          MAR
-next-x         `NextXGenerator`            continuous grid (KL)                          xAR
-=============  ==========================  ===========================================  ==============
-
-`artok.zoo.build_generator(kind, tokenizer, ...)` builds any of them by its kind name (the kind table
-lives above the models, in `artok.zoo`).
-"""
+"""Token-sequence models, one folder per kind (``model.py`` computes and never samples;
+``sample.py`` and the kind's engine sample). The kind table above them is `artok.zoo`."""
 
 from artok.generators.base import Generator, IncompatibleTokensError
 from artok.generators.mar.model import MARConfig, MARGenerator

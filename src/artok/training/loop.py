@@ -267,6 +267,22 @@ class TrainingSession:
         self.logger.close()
         raise TrainingInterrupted(f"{self.signals.received} at step {done}{where}")
 
+    def backward(self, step: int, loss: torch.Tensor, parameters, clip: float) -> torch.Tensor | None:
+        """Zero the gradients, backpropagate ``loss`` and clip; the global gradient norm, or None
+        when the loss or the norm is not finite (the step is then skipped and recorded, and the
+        caller must not step the optimiser)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        reason = non_finite_reason(loss)
+        if reason is None:
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, clip)
+            reason = non_finite_reason(loss, grad_norm)
+        if reason is None:
+            return grad_norm
+        self.optimizer.zero_grad(set_to_none=True)
+        self.skip(step, reason)
+        return None
+
     def skip(self, step: int, reason: str) -> None:
         """Record a step that was not applied (non-finite loss or gradients); stop when too many in a row."""
         self.skipped_in_row += 1
@@ -427,15 +443,8 @@ def train(
         with config.autocast():
             outputs = loss_fn(model, step)
         loss = outputs["loss"]
-        session.optimizer.zero_grad(set_to_none=True)
-        reason = non_finite_reason(loss)
-        if reason is None:
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            reason = non_finite_reason(loss, grad_norm)
-        if reason is not None:
-            session.optimizer.zero_grad(set_to_none=True)
-            session.skip(step, reason)
+        grad_norm = session.backward(step, loss, model.parameters(), clip)
+        if grad_norm is None:
             continue
         session.optimizer.step()
         session.scheduler.step()

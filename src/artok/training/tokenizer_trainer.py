@@ -190,15 +190,8 @@ def _train_adversarial(
                                  perceptual_weight=losses.perceptual_weight)
             generator = adversarial.generator_loss(out["reconstruction"], out["reconstruction_loss"], last_layer, step)
         loss = out["loss"] + generator["loss"]
-        session.optimizer.zero_grad(set_to_none=True)
-        reason = non_finite_reason(loss)
-        if reason is None:
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(tokenizer.parameters(), clip)
-            reason = non_finite_reason(loss, grad_norm)
-        if reason is not None:
-            session.optimizer.zero_grad(set_to_none=True)
-            session.skip(step, reason)
+        grad_norm = session.backward(step, loss, tokenizer.parameters(), clip)
+        if grad_norm is None:
             continue
         session.optimizer.step()
         session.scheduler.step()
