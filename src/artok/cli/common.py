@@ -226,3 +226,45 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
     """Warnings as ``artok: warning: ...`` lines (no source path, no category name)."""
     text = " ".join(str(message).split())
     print(f"artok: warning: {text}", file=file or sys.stderr)
+
+
+def add_sampling(parser: argparse.ArgumentParser, speculative: bool = True) -> None:
+    group = parser.add_argument_group("sampling (defaults: the values stored with the generator)")
+    group.add_argument("--cfg-scale", type=nonnegative_float, help="classifier-free guidance scale (1 = off)")
+    group.add_argument("--cfg-schedule", choices=("constant", "linear"), help="guidance schedule over the sequence")
+    group.add_argument("--temperature", type=positive_float, help="softmax temperature (> 0)")
+    group.add_argument("--top-k", type=int, help="keep the k most likely tokens (0 = all)")
+    group.add_argument("--top-p", type=probability, help="nucleus sampling mass in (0, 1] (1 = off)")
+    group.add_argument("--iterations", type=positive_int, help="decoding iterations (maskgit, mar)")
+    group.add_argument("--sampling-steps", type=positive_int, help="diffusion / flow steps per token (mar, next-x)")
+    group.add_argument("--method", choices=("auto", "ddpm", "euler", "euler-maruyama"),
+                       help="continuous-head sampler (mar, next-x; auto: ddpm for diffusion, euler for flow heads)")
+    group.add_argument("--final-noise", type=nonnegative_float,
+                       help="std of noise on the head sampler's last step (mar; > 0 is needed by --draft)")
+    if not speculative:
+        return
+    group.add_argument("--draft", help="saved smaller generator of the same kind and tokenizer: exact speculative "
+                                       "sampling (raster: tokens, mar: iterations per target pass)")
+    group.add_argument("--draft-length", type=positive_int, default=4,
+                       help="tokens (raster) or MAR iterations drafted per target pass (default: 4)")
+
+
+def sampling_config(args, generator):
+    """The sampler config (stored defaults + command-line overrides) and the optional draft."""
+    from artok.zoo import from_pretrained, sampler_config_for
+
+    if getattr(args, "top_k", None) is not None and args.top_k < 0:
+        raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
+    stored = generator.extra.get("sampling")
+    sampler = sampler_config_for(generator, stored if isinstance(stored, dict) else None, sampling_overrides(args))
+    draft = from_pretrained(args.draft, args.device, role="generator").eval() if getattr(args, "draft", None) else None
+    return sampler, draft
+
+
+SAMPLING_KEYS = ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method", "final_noise")
+
+
+def sampling_overrides(args: argparse.Namespace) -> dict:
+    overrides = {key: getattr(args, key, None) for key in SAMPLING_KEYS}
+    overrides["steps"] = getattr(args, "sampling_steps", None)
+    return overrides

@@ -5,7 +5,6 @@ SIGTERM writes one before the command exits."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from artok.cli.common import (
     nonnegative_int,
     positive_float,
     positive_int,
+    sampling_overrides,
 )
 
 QUANTIZER_CHOICES = ("vq", "fsq", "lfq", "bsq", "rvq", "msvq", "kl", "continuous")
@@ -216,12 +216,3 @@ def cmd_train_generator(args) -> int:
     losses = [record["loss"] for record in result.history if "loss" in record]
     print(f"saved {args.out}" + (f" (final loss {losses[-1]:.4f})" if losses else ""))
     return 0
-
-
-SAMPLING_KEYS = ("cfg_scale", "cfg_schedule", "temperature", "top_k", "top_p", "iterations", "method", "final_noise")
-
-
-def sampling_overrides(args: argparse.Namespace) -> dict:
-    overrides = {key: getattr(args, key, None) for key in SAMPLING_KEYS}
-    overrides["steps"] = getattr(args, "sampling_steps", None)
-    return overrides
