@@ -13,10 +13,10 @@ from contextlib import nullcontext
 
 import torch
 
-from artok.generators.maskgit.sample import gumbel_noise, remask_least_confident
+from artok.generators.maskgit.sample import gumbel_noise, maskgit_step
 from artok.sampling.configs import MaskGITSamplerConfig
 from artok.sampling.engine_support import engine_rows, prepare_engine
-from artok.sampling.logits import cfg_combine, exponential_noise, logits_to_probs
+from artok.sampling.logits import exponential_noise
 from artok.sampling.mask_schedules import masked_counts
 from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
@@ -40,9 +40,9 @@ class MaskGITEngine:
         self.batch_size, self.guidance = batch_size, guidance
         if self.compiled:
             mode = "reduce-overhead" if self.cuda_graphs else None
-            self._step = torch.compile(_maskgit_step, mode=mode, fullgraph=True, dynamic=False)
+            self._step = torch.compile(maskgit_step, mode=mode, fullgraph=True, dynamic=False)
         else:
-            self._step = _maskgit_step
+            self._step = maskgit_step
 
     @torch.no_grad()
     def sample(self, labels: torch.Tensor, config: MaskGITSamplerConfig, rng: torch.Generator | None = None) -> Tokens:
@@ -72,19 +72,3 @@ class MaskGITEngine:
                 observed.append(mask.sum(dim=1).max())
         observed = torch.stack(observed).tolist()  # the one host sync
         return Tokens(spec, ids=ids, extras={"masked_per_step": observed, "scheduled_masked": counts})
-
-
-def _maskgit_step(model, ids, mask, rows, race, gumbel, scale, noise_scale: float, count: int, guided: bool,
-                  temperature: float, top_k: int, top_p: float):
-    """One MaskGIT iteration (`sample_maskgit`'s loop body) with its noise given."""
-    both = (lambda x: torch.cat([x, x])) if guided else (lambda x: x)
-    logits = model.head(model.hidden_states(both(ids), both(mask), rows)).float()
-    if guided:
-        cond, uncond = logits.chunk(2)
-        logits = cfg_combine(cond, uncond, scale)
-    probs = logits_to_probs(logits, temperature, top_k, top_p)
-    drawn = torch.argmax(probs / race, dim=-1)
-    log_prob = probs.gather(-1, drawn.unsqueeze(-1)).squeeze(-1).clamp_min(1e-30).log()
-    ids = torch.where(mask, drawn, ids)
-    confidence = (log_prob + noise_scale * gumbel).masked_fill(~mask, float("inf"))
-    return ids, remask_least_confident(confidence, count)
