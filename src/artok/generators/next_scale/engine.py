@@ -20,12 +20,11 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-from artok.generators.next_scale.sample import next_scale_input
+from artok.generators.next_scale.sample import next_scale_input, scale_step
 from artok.nn import KVCache
 from artok.nn.kv_cache import installed_caches
 from artok.sampling.configs import NextScaleSamplerConfig
 from artok.sampling.engine_support import engine_rows, prepare_engine
-from artok.sampling.logits import cfg_combine, logits_to_probs
 from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
 
@@ -52,9 +51,9 @@ class NextScaleEngine:
         self._caches: dict[int, list[KVCache]] = {}  # per row count: static shapes for every batch size
         if self.compiled:
             mode = "reduce-overhead" if self.cuda_graphs else None
-            self._step = torch.compile(_scale_step, mode=mode, fullgraph=True, dynamic=False)
+            self._step = torch.compile(scale_step, mode=mode, fullgraph=True, dynamic=False)
         else:
-            self._step = _scale_step
+            self._step = scale_step
 
     def caches(self, rows: int) -> list[KVCache]:
         """The static KV caches for ``rows`` rows, allocated on first use and kept."""
@@ -104,18 +103,6 @@ class NextScaleEngine:
                 pieces.append(ids)
                 f_hat, scale_input = next_scale_input(quantizer, f_hat, k, ids, guided, scale_input)
         return Tokens(model.spec, ids=torch.cat(pieces, dim=1))
-
-
-def _scale_step(model, x, cond, input_pos, noise, scale, guided: bool, temperature: float, top_k: int, top_p: float):
-    """One whole scale: blocks (KV written at ``input_pos``; caches already cut to the visible
-    prefix, so no mask), final adaLN, head, guidance, filters, and the draw with ``noise``."""
-    for block in model.blocks:
-        x = block(x, cond, input_pos=input_pos)
-    logits = model.head(model.out_norm(x, cond)).float()
-    if guided:
-        cond_logits, uncond_logits = logits.chunk(2)
-        logits = cfg_combine(cond_logits, uncond_logits, scale)
-    return torch.argmax(logits_to_probs(logits, temperature, top_k, top_p) / noise, dim=-1)
 
 
 @torch.no_grad()

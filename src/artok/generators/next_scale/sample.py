@@ -22,6 +22,7 @@ from einops import rearrange
 from artok.nn.kv_cache import static_kv_cache
 from artok.sampling.configs import NextScaleSamplerConfig
 from artok.sampling.heads import draw_discrete
+from artok.sampling.logits import cfg_combine, exponential_noise, logits_to_probs
 from artok.sampling.schedules import cfg_scale_at, guidance_rows
 from artok.tokens import Tokens
 
@@ -43,11 +44,21 @@ def sample_next_scale(
     f_hat = torch.zeros(batch, quantizer.dim, final_h, final_w, device=labels.device)
     pieces, inputs, scale_input = [], [], None
     num_scales = generator.num_scales
+    categorical = getattr(generator.config, "head", "categorical") == "categorical"
     cache = static_kv_cache(generator, rows.shape[0]) if use_cache else contextlib.nullcontext()
     with cache:
         for k in range(num_scales):
             start, end = generator.scale_span(k)
             x = generator.embed_scale(rows, k, scale_input)
+            scale = cfg_scale_at(k, num_scales, config.cfg_scale, config.cfg_schedule)
+            if use_cache and categorical:  # the step the engine compiles, its noise drawn as draw_discrete would
+                noise = exponential_noise((batch, end - start, generator.spec.vocab_size), rng, labels.device)
+                with visible_prefix(generator, end):
+                    ids = scale_step(generator, x, cond, torch.arange(start, end, device=labels.device), noise, scale,
+                                     guided, config.temperature, config.top_k, config.top_p)
+                pieces.append(ids)
+                f_hat, scale_input = next_scale_input(quantizer, f_hat, k, ids, guided, scale_input)
+                continue
             if use_cache:
                 hidden = generator.transformer(x, cond, torch.arange(start, end, device=labels.device), prefix=end)
             else:
@@ -55,7 +66,7 @@ def sample_next_scale(
                 hidden = generator.transformer(torch.cat(inputs, dim=1), cond)[:, start:end]
             draw = draw_discrete(
                 generator.head, hidden, temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
-                guided=guided, cfg_scale=cfg_scale_at(k, num_scales, config.cfg_scale, config.cfg_schedule), rng=rng,
+                guided=guided, cfg_scale=scale, rng=rng,
             )
             pieces.append(draw.ids)
             f_hat, scale_input = next_scale_input(quantizer, f_hat, k, draw.ids, guided, scale_input)
@@ -71,3 +82,30 @@ def next_scale_input(quantizer, f_hat: torch.Tensor, scale_index: int, ids: torc
         scale_input = rearrange(features.next_input, "b d h w -> b (h w) d")
         scale_input = torch.cat([scale_input, scale_input]) if guided else scale_input
     return features.f_hat, scale_input
+
+
+@contextlib.contextmanager
+def visible_prefix(generator, prefix: int):
+    """The generator's attached caches cut to their first ``prefix`` slots for the block."""
+    caches = [block.attention.kv_cache for block in generator.blocks]
+    for cache in caches:
+        cache.length = prefix
+    try:
+        yield
+    finally:
+        for cache in caches:
+            cache.length = None
+
+
+def scale_step(model, x, cond, input_pos, noise, scale, guided: bool, temperature: float, top_k: int, top_p: float):
+    """One whole scale for a categorical head: blocks (KV written at ``input_pos``; caches already cut
+    to the visible prefix, so no mask), final adaLN, head, guidance, filters, and the draw with
+    ``noise`` (Exp(1), one per row, position and id). The plain loop runs it eagerly,
+    `NextScaleEngine` compiles it (CUDA graphs on CUDA)."""
+    for block in model.blocks:
+        x = block(x, cond, input_pos=input_pos)
+    logits = model.head(model.out_norm(x, cond)).float()
+    if guided:
+        cond_logits, uncond_logits = logits.chunk(2)
+        logits = cfg_combine(cond_logits, uncond_logits, scale)
+    return torch.argmax(logits_to_probs(logits, temperature, top_k, top_p) / noise, dim=-1)
