@@ -33,6 +33,7 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
+from artok.generators.raster.sample import pick_tokens
 from artok.nn.kv_cache import installed_caches
 from artok.sampling.configs import SamplerConfig
 from artok.sampling.engine_support import (
@@ -252,17 +253,6 @@ def _forward_rows(model, ids, positions, labels, rope, slots):
     table = rope[positions].unsqueeze(1)  # rows x 1 x T x head_dim/2 x 2: broadcasts over heads
     mask = (positions[..., None] >= slots).unsqueeze(1)  # rows x 1 x T x S
     return _run_model(model, x, table, mask, positions)
-
-
-def pick_tokens(logits, noise, scale, guided: bool, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
-    """CFG-combine (if ``guided``), filter, and draw with the given Exp(1) ``noise`` (the
-    computation of `artok.generators.raster.sample.next_token`, with the noise passed in so the whole step can
-    be one graph). Returns ids for every row (both halves under guidance)."""
-    if guided:
-        cond, uncond = logits.chunk(2)
-        logits = cfg_combine(cond.float(), uncond.float(), scale)
-    ids = torch.argmax(logits_to_probs(logits, temperature, top_k, top_p) / noise, dim=-1)
-    return torch.cat([ids, ids]) if guided else ids
 
 
 def guided_probs(logits: torch.Tensor, config: SamplerConfig, scale) -> torch.Tensor:

@@ -16,7 +16,11 @@ import torch
 
 from artok.nn.kv_cache import static_kv_cache
 from artok.sampling.configs import SamplerConfig
-from artok.sampling.logits import cfg_combine, logits_to_probs, sample_from_probs
+from artok.sampling.logits import (
+    cfg_combine,
+    exponential_noise,
+    logits_to_probs,
+)
 from artok.sampling.schedules import cfg_scale_at
 from artok.tokens import Tokens
 
@@ -31,12 +35,23 @@ def guided_labels(generator, labels: torch.Tensor, config: SamplerConfig) -> tor
 def next_token(
     logits: torch.Tensor, step: int, num_steps: int, config: SamplerConfig, rng: torch.Generator | None
 ) -> torch.Tensor:
-    """Last-position logits of the (doubled) batch -> sampled ids for every row (``rows``)."""
-    if config.uses_cfg:
+    """Last-position logits of the (doubled) batch -> sampled ids for every row (``rows``): the
+    engine's own draw (`pick_tokens`), with the noise drawn here from ``rng``."""
+    guided = config.uses_cfg
+    scale = cfg_scale_at(step, num_steps, config.cfg_scale, config.cfg_schedule) if guided else 1.0
+    rows = logits.shape[0] // 2 if guided else logits.shape[0]
+    noise = exponential_noise((rows, logits.shape[-1]), rng, logits.device, torch.float32 if guided else logits.dtype)
+    return pick_tokens(logits, noise, scale, guided, config.temperature, config.top_k, config.top_p)
+
+
+def pick_tokens(logits, noise, scale, guided: bool, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """CFG-combine (if ``guided``), filter, and draw with the given Exp(1) ``noise`` (what
+    `next_token` runs eagerly and the engine's compiled step runs with its noise passed in). Returns ids for every row (both halves under guidance)."""
+    if guided:
         cond, uncond = logits.chunk(2)
-        logits = cfg_combine(cond.float(), uncond.float(), cfg_scale_at(step, num_steps, config.cfg_scale, config.cfg_schedule))
-    ids = sample_from_probs(logits_to_probs(logits, config.temperature, config.top_k, config.top_p), rng)
-    return torch.cat([ids, ids]) if config.uses_cfg else ids
+        logits = cfg_combine(cond.float(), uncond.float(), scale)
+    ids = torch.argmax(logits_to_probs(logits, temperature, top_k, top_p) / noise, dim=-1)
+    return torch.cat([ids, ids]) if guided else ids
 
 
 def prefill(model, labels: torch.Tensor) -> torch.Tensor:
