@@ -77,14 +77,14 @@ IMPORT_CANDIDATES: dict[str, list[str]] = {
     "sample_next_scale_fast": ["artok.generators.next_scale.engine:sample_next_scale_fast", "artok.sampling.next_scale_engine:sample_next_scale_fast"],
     "MaskGITEngine": ["artok.generators.maskgit.engine:MaskGITEngine", "artok.sampling.maskgit_engine:MaskGITEngine"],
     # speculative family
-    "speculative_sample": ["artok.sampling.speculative:speculative_sample", "artok.sampling:speculative_sample"],
+    "speculative_sample": ["artok.generators.raster.speculative:speculative_sample", "artok.sampling.speculative:speculative_sample", "artok.sampling:speculative_sample"],
     "jacobi_sample": ["artok.generators.raster.jacobi:jacobi_sample", "artok.sampling:jacobi_sample", "artok.sampling.jacobi:jacobi_sample"],
     "lantern_acceptance": ["artok.sampling.relaxed:lantern_acceptance", "artok.sampling:lantern_acceptance"],
     "GroupedAcceptance": ["artok.sampling.relaxed:GroupedAcceptance", "artok.sampling:GroupedAcceptance"],
     "speculative_sample_mar": ["artok.generators.mar.speculative:speculative_sample_mar", "artok.sampling.continuous_speculative:speculative_sample_mar"],
     # ReCAP
-    "sample_maskgit_recap": ["artok.sampling.recap:sample_maskgit_recap", "artok.sampling:sample_maskgit_recap"],
-    "sample_mar_recap": ["artok.sampling.recap:sample_mar_recap"],
+    "sample_maskgit_recap": ["artok.generators.maskgit.recap:sample_maskgit_recap", "artok.sampling.recap:sample_maskgit_recap", "artok.sampling:sample_maskgit_recap"],
+    "sample_mar_recap": ["artok.generators.mar.recap:sample_mar_recap", "artok.sampling.recap:sample_mar_recap"],
 }
 
 _resolved: dict[str, object] = {}

@@ -31,10 +31,10 @@ from artok.evaluation import (
     reference_fd,
     reference_statistics,
 )
+from artok.generators.mar.recap import sample_mar_recap
 from artok.generators.mar.speculative import speculative_sample_mar
 from artok.hub import save_pretrained
 from artok.sampling import MARSamplerConfig
-from artok.sampling.recap import sample_mar_recap
 from artok.training import TrainConfig, train_generator
 from artok.zoo import build_generator, from_pretrained, sample
 

@@ -24,6 +24,7 @@ from artok.data import load_dataset
 from artok.generators import RasterConfig, RasterGenerator
 from artok.generators.raster.engine import SamplingEngine
 from artok.generators.raster.jacobi import jacobi_sample
+from artok.generators.raster.speculative import speculative_sample
 from artok.hub import from_pretrained, save_pretrained
 from artok.pipeline import load_pair
 from artok.recipes import evaluate_samples
@@ -34,7 +35,6 @@ from artok.sampling.relaxed import (
     latent_neighbours,
     tokenizer_codebook,
 )
-from artok.sampling.speculative import speculative_sample
 from artok.tokens import Tokens
 from artok.training import TrainConfig, encode_dataset, train_generator
 

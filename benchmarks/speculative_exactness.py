@@ -29,10 +29,10 @@ from artok.evaluation import (
     reference_statistics,
 )
 from artok.generators.raster.engine import SamplingEngine
+from artok.generators.raster.speculative import speculative_sample
 from artok.hub import from_pretrained
 from artok.pipeline import load_pair
 from artok.sampling.configs import SamplerConfig
-from artok.sampling.speculative import speculative_sample
 from artok.tokens import Tokens
 
 

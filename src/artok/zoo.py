@@ -47,13 +47,13 @@ from artok.generators.next_x.sample import sample_next_x
 from artok.generators.raster.head_sample import sample_raster_with_head
 from artok.generators.raster.model import RasterConfig, RasterGenerator
 from artok.generators.raster.sample import sample_raster, sample_raster_recompute
+from artok.generators.raster.speculative import speculative_sample
 from artok.hub import from_pretrained  # noqa: F401 - the registry is complete once this module is imported
 from artok.sampling.configs import (
     SAMPLER_CONFIGS,
     sampler_config_from_dict,
     sampler_kind,
 )
-from artok.sampling.speculative import speculative_sample
 from artok.tokens import Tokens
 from artok.typed_config import check_field, type_hints
 

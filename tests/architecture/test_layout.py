@@ -31,6 +31,14 @@ def test_models_never_import_the_kind_table_or_the_cli():
             assert not bad, f"{module} imports {bad}"
 
 
+def test_shared_sampling_code_never_imports_a_kind():
+    """sampling/ holds what several kinds share; each kind's own samplers live in its folder."""
+    for module, imported in GRAPH.items():
+        if module.startswith("artok.sampling"):
+            bad = sorted(name for name in imported if name.startswith("artok.generators"))
+            assert not bad, f"{module} imports {bad}"
+
+
 def test_no_source_file_over_500_lines():
     long = {str(path.relative_to(import_graph.PACKAGE)): count for path in import_graph.PACKAGE.rglob("*.py")
             if (count := len(path.read_text().splitlines())) > 500}

@@ -6,14 +6,14 @@ import torch
 from exact_law import one_thread  # noqa: F401  (autouse fixture)
 
 from artok.generators.maskgit.model import MaskGITConfig, MaskGITGenerator
-from artok.generators.maskgit.sample import sample_maskgit
-from artok.sampling import MaskGITSamplerConfig
-from artok.sampling.recap import (
-    _FeatureCache,
+from artok.generators.maskgit.recap import (
     full_hidden,
     local_hidden,
     sample_maskgit_recap,
 )
+from artok.generators.maskgit.sample import sample_maskgit
+from artok.sampling import MaskGITSamplerConfig
+from artok.sampling.recap import FeatureCache
 from artok.tokens import TokenSpec
 
 
@@ -41,7 +41,7 @@ def test_local_evaluation_with_unchanged_context_matches_full(maskgit):
     ids = torch.randint(0, 17, (2, 16))
     mask = torch.rand(2, 16) < 0.5
     labels = torch.tensor([1, 2])
-    with torch.no_grad(), _FeatureCache(maskgit, 2):
+    with torch.no_grad(), FeatureCache(maskgit, 2):
         full = full_hidden(maskgit, ids, mask, labels)
         assert torch.allclose(full, maskgit.hidden_states(ids, mask, labels), atol=1e-6)
         active = torch.tensor([[3, 7, 11], [0, 5, 15]])
@@ -63,13 +63,13 @@ def test_groups_use_local_evaluations(maskgit, config):
 
 # -- MAR ------------------------------------------------------------------------------------------
 from artok.generators import MARConfig, MARGenerator  # noqa: E402
-from artok.generators.mar.sample import sample_mar
-from artok.sampling import MARSamplerConfig
-from artok.sampling.recap import (  # noqa: E402
+from artok.generators.mar.recap import (
     mar_full_conditions,
     mar_local_conditions,
     sample_mar_recap,
 )
+from artok.generators.mar.sample import sample_mar
+from artok.sampling import MARSamplerConfig
 
 
 @pytest.fixture
@@ -101,7 +101,7 @@ def test_mar_local_evaluation_with_unchanged_context_matches_full(mar):
     values = torch.randn(2, 16, 3)
     mask = torch.rand(2, 16) < 0.5
     labels = torch.tensor([1, 2])
-    with torch.no_grad(), _FeatureCache(mar, 2, mar.encoder, mar.config.buffer_size + 16):
+    with torch.no_grad(), FeatureCache(mar, 2, mar.encoder, mar.config.buffer_size + 16):
         full = mar_full_conditions(mar, values, mask, labels)
         assert torch.allclose(full, mar.condition_vectors(values, mask, labels), atol=1e-5)
         active = torch.tensor([[3, 7, 11], [0, 5, 15]])

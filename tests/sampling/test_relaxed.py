@@ -10,6 +10,7 @@ from exact_law import (
 )
 
 from artok.generators.raster.jacobi import jacobi_sample
+from artok.generators.raster.speculative import speculative_sample
 from artok.sampling.configs import SamplerConfig
 from artok.sampling.relaxed import (
     GroupedAcceptance,
@@ -18,13 +19,7 @@ from artok.sampling.relaxed import (
     latent_neighbours,
     tokenizer_codebook,
 )
-from artok.sampling.speculative import (
-    EXACT,
-    accepted_mass,
-    per_token_tv,
-    speculative_sample,
-    verify_drafts,
-)
+from artok.sampling.speculative import EXACT, accepted_mass, per_token_tv, verify_drafts
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ from exact_law import (
 )
 
 from artok.generators.raster.engine import SamplingEngine
+from artok.generators.raster.speculative import speculative_sample
 from artok.sampling.configs import SamplerConfig
-from artok.sampling.speculative import speculative_sample, verify_drafts
+from artok.sampling.speculative import verify_drafts
 
 # 12,000 sequences over 81 cells: the expected TV between the empirical and the true law is below
 # 0.5 * sqrt(81) * sqrt(2 / (pi * 12000)) ~= 0.033 (Cauchy-Schwarz); we allow 0.06 and also require a

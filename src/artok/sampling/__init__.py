@@ -65,7 +65,6 @@ __all__ = [
 ]
 
 # Fast engine and speculative decoding for raster generators.
-from artok.sampling.recap import sample_maskgit_recap  # noqa: E402
 from artok.sampling.relaxed import (  # noqa: E402
     GroupedAcceptance,
     LanternAcceptance,
@@ -73,11 +72,10 @@ from artok.sampling.relaxed import (  # noqa: E402
     latent_neighbours,
     tokenizer_codebook,
 )
-from artok.sampling.speculative import (  # noqa: E402
+from artok.sampling.speculative import (
     ExactAcceptance,
     SpeculativeOutput,
     SpeculativeStats,
-    speculative_sample,
     verify_drafts,
 )
 
@@ -89,8 +87,6 @@ __all__ += [
     "SpeculativeStats",
     "lantern_acceptance",
     "latent_neighbours",
-    "sample_maskgit_recap",
-    "speculative_sample",
     "tokenizer_codebook",
     "verify_drafts",
 ]

@@ -52,12 +52,13 @@ from dataclasses import dataclass
 import torch
 
 from artok.generators.mar.sample import mar_cfg_scale
+from artok.generators.raster.speculative import check_pair
 from artok.sampling.configs import MARSamplerConfig
 from artok.sampling.continuous import _resolve_method, noise_count
 from artok.sampling.head_graphs import HeadSampler
 from artok.sampling.mask_schedules import masked_counts
 from artok.sampling.schedules import doubler, guidance_rows
-from artok.sampling.speculative import SpeculativeOutput, SpeculativeStats, check_pair
+from artok.sampling.speculative import SpeculativeOutput, SpeculativeStats
 from artok.tokens import Tokens
 
 _SQRT2 = math.sqrt(2.0)

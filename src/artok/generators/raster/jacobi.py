@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import torch
 
+from artok.generators.raster.speculative import (
+    GuidedDistribution,
+    RowState,
+    make_engine,
+)
 from artok.sampling.configs import SamplerConfig
 from artok.sampling.logits import exponential_noise, sample_from_probs
 from artok.sampling.speculative import (
     EXACT,
-    GuidedDistribution,
-    RowState,
     SpeculativeOutput,
-    make_engine,
     per_token_tv,
     verification_noise,
     verify_drafts,
