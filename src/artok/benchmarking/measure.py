@@ -127,26 +127,10 @@ def format_duration(seconds: float) -> str:
 
 @torch.no_grad()
 def _plain_raster(generator, labels, config, rng, num_tokens: int) -> torch.Tensor:
-    """`sample_raster`'s loop (same functions), stopped after ``num_tokens`` tokens."""
-    from artok.generators.raster.sample import (
-        decode_one_token,
-        guided_labels,
-        next_token,
-        prefill,
-    )
-    from artok.nn.kv_cache import static_kv_cache
+    """`sample_raster`'s own loop, stopped after ``num_tokens`` tokens."""
+    from artok.generators.raster.sample import raster_token_ids
 
-    seq_len = generator.config.seq_len
-    rows = guided_labels(generator, labels, config)
-    out = torch.empty(labels.shape[0], num_tokens, dtype=torch.long, device=labels.device)
-    with static_kv_cache(generator, rows.shape[0]):
-        ids = next_token(prefill(generator, rows), 0, seq_len, config, rng)
-        out[:, 0] = ids[: labels.shape[0]]
-        for step in range(1, num_tokens):
-            input_pos = torch.tensor([step], device=labels.device)
-            ids = next_token(decode_one_token(generator, ids, input_pos), step, seq_len, config, rng)
-            out[:, step] = ids[: labels.shape[0]]
-    return out
+    return raster_token_ids(generator, labels, config, rng, num_tokens)
 
 
 @torch.no_grad()

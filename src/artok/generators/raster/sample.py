@@ -68,17 +68,26 @@ def decode_one_token(model, ids: torch.Tensor, input_pos: torch.Tensor) -> torch
 @torch.no_grad()
 def sample_raster(generator, labels: torch.Tensor, config: SamplerConfig, rng: torch.Generator | None = None) -> Tokens:
     """Sample ``len(labels)`` token sequences with a static KV cache."""
+    return Tokens(generator.spec, ids=raster_token_ids(generator, labels, config, rng))
+
+
+@torch.no_grad()
+def raster_token_ids(generator, labels: torch.Tensor, config: SamplerConfig, rng: torch.Generator | None = None,
+                     num_tokens: int | None = None) -> torch.Tensor:
+    """`sample_raster`'s loop: ``len(labels) x num_tokens`` ids (default: the whole sequence; fewer
+    stops early, as ``artok bench --tokens`` does, with the guidance schedule of the whole one)."""
     seq_len = generator.config.seq_len
+    num_tokens = seq_len if num_tokens is None else num_tokens
     rows = guided_labels(generator, labels, config)
-    out = torch.empty(labels.shape[0], seq_len, dtype=torch.long, device=labels.device)
+    out = torch.empty(labels.shape[0], num_tokens, dtype=torch.long, device=labels.device)
     with static_kv_cache(generator, rows.shape[0]):
         ids = next_token(prefill(generator, rows), 0, seq_len, config, rng)
         out[:, 0] = ids[: labels.shape[0]]
-        for step in range(1, seq_len):
+        for step in range(1, num_tokens):
             input_pos = torch.tensor([step], device=labels.device)
             ids = next_token(decode_one_token(generator, ids, input_pos), step, seq_len, config, rng)
             out[:, step] = ids[: labels.shape[0]]
-    return Tokens(generator.spec, ids=out)
+    return out
 
 
 @torch.no_grad()
