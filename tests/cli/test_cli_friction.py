@@ -149,3 +149,35 @@ def test_malicious_checkpoint_is_refused_without_unsafe_advice(pair, tmp_path, c
     assert err.startswith("artok: error: no readable checkpoint") and "\n" not in err
     assert "weights_only=False" not in err and "run code" in err
     assert not (tmp_path / "pwned").exists()
+
+
+def test_out_of_memory_is_one_line_exit_2_and_other_bugs_exit_1(monkeypatch, capsys):
+    import artok.cli.main as cli
+
+    def out_of_memory(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 1 TB")
+
+    def bug(args):
+        raise KeyError("oops")
+
+    monkeypatch.setitem(cli.COMMANDS, "options", out_of_memory)
+    monkeypatch.setattr(cli, "build_parser", _parser_keeping(cli, "options", out_of_memory))
+    assert cli.main(["options"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("artok: error: out of memory") and "\n" not in err
+    monkeypatch.setattr(cli, "build_parser", _parser_keeping(cli, "options", bug))
+    assert cli.main(["options"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("artok: error: internal error (KeyError") and "--debug" in err and "\n" not in err
+
+
+def _parser_keeping(cli, name, command):
+    """build_parser, with ``name`` dispatching to ``command`` (the real parser re-registers it)."""
+    original = cli.build_parser
+
+    def build():
+        parser = original()
+        cli.COMMANDS[name] = command
+        return parser
+
+    return build

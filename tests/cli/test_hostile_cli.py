@@ -206,6 +206,7 @@ def invocations(root: Path, tokenizer: Path, generator: Path) -> dict[str, list[
         "unknown dataset": [*train_tok, "--dataset", "nonsense"],
         "missing folder dataset": [*train_tok, "--dataset", "folder:/nonexistent/images"],
         "image-size 0": [*train_tok, "--image-size", "0"],
+        "image-size too large for memory": [*train_tok, "--image-size", "999999"],
         "checkpoint-every negative": [*train_tok, "--checkpoint-every", "-1"],
         "keep 0": [*train_tok, "--keep", "0"],
         "eval without a model": ["eval"],

@@ -143,11 +143,20 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - a bug in artok: one line and how to see more
         if debug:
             raise
+        if _out_of_memory(error):  # torch's CPU allocator raises a RuntimeError, not MemoryError
+            print(f"artok: error: out of memory ({_one_line(error)[:160]}); use a smaller --batch-size, "
+                  "--image-size or model", file=sys.stderr)
+            return 2
         print(f"artok: error: internal error ({type(error).__name__}: {_one_line(error)[:300]}); "
               "rerun with --debug for the traceback and please report it", file=sys.stderr)
         return 1
     finally:
         warnings.showwarning = previous
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
 
 
 def _one_line(error: BaseException) -> str:

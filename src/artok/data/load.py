@@ -166,6 +166,7 @@ def load_dataset(
 
         image_size = DEFAULT_IMAGE_SIZE
     if image_size is not None:
+        _check_memory(images.shape[0], images.shape[1], image_size, name)
         images = resize(images, (image_size, image_size))
     return ImageDataset(
         images=images.contiguous(),
@@ -174,3 +175,14 @@ def load_dataset(
         name=name,
         split=split,
     )
+
+
+def _check_memory(count: int, channels: int, image_size: int, name: str) -> None:
+    """Refuse, before resizing, a size whose images would not fit in memory (the resize works in
+    float32: 4 bytes per value, on top of the uint8 result)."""
+    from artok.data.folder import MAX_DATASET_BYTES
+
+    needed = count * channels * image_size * image_size * 5
+    if needed > MAX_DATASET_BYTES:
+        raise DatasetError(f"{name} at image size {image_size} would need {needed / 2**30:.1f} GiB of memory "
+                           f"(over {MAX_DATASET_BYTES // 2**30} GiB); choose a smaller --image-size")
