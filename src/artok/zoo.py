@@ -78,6 +78,9 @@ class Kind:
         uncached: the reference loop that recomputes every step without a KV cache (same signature
             as ``sample``, same tokens for a seed); None for kinds without a cache.
         fixed: config fields the builder fills in (not user options).
+        aliases: option names the kind reads as another field (MAR: ``depth`` is ``encoder_depth``).
+        estimates_token_scale: continuous kinds: ``token_scale`` defaults to ``1 / std`` of the
+            training tokens (MAR's latent scale factor).
         description: one line for help texts.
     """
 
@@ -92,6 +95,8 @@ class Kind:
     speculative: Callable | None = None
     uncached: Callable | None = None
     fixed: tuple[str, ...] = ("token_spec", "num_classes")
+    aliases: tuple[tuple[str, str], ...] = ()
+    estimates_token_scale: bool = False
     description: str = ""
 
     def matches(self, generator) -> bool:
@@ -133,26 +138,6 @@ def _build_next_scale(tokenizer, num_classes, tokens, options):
     return NextScaleGenerator.from_tokenizer(tokenizer, num_classes=num_classes, **options)
 
 
-def _with_token_scale(build_default):
-    """Continuous kinds estimate ``token_scale`` (MAR's latent scale factor) from the training tokens."""
-
-    def build(tokenizer, num_classes, tokens, options):
-        if "token_scale" not in options and tokens is not None and tokens.values is not None:
-            options = {**options, "token_scale": token_scale_for(tokens)}
-        return build_default(tokenizer, num_classes, tokens, options)
-
-    return build
-
-
-def _mar_options(build_default):
-    def build(tokenizer, num_classes, tokens, options):
-        if "depth" in options:  # for MAR, --depth means the encoder's depth
-            options = {key: value for key, value in options.items() if key != "depth"} | {"encoder_depth": options["depth"]}
-        return build_default(tokenizer, num_classes, tokens, options)
-
-    return build
-
-
 def default_build(kind: Kind):
     def build(tokenizer, num_classes, tokens, options):
         head = {"head": kind.head} if kind.head is not None else {}
@@ -190,13 +175,12 @@ for _row in (
     Kind("maskgit", MaskGITGenerator, MaskGITConfig, "maskgit", sample_maskgit,
          engine=_engine("artok.generators.maskgit.engine", "MaskGITEngine"), description="MaskGIT masked prediction"),
     Kind("mar", MARGenerator, MARConfig, "mar", sample_mar, speculative=_speculative_mar,
+         aliases=(("depth", "encoder_depth"),), estimates_token_scale=True,
          description="MAR masked autoregression with a diffusion head over continuous tokens"),
-    Kind("next-x", NextXGenerator, NextXConfig, "next-x", sample_next_x,
+    Kind("next-x", NextXGenerator, NextXConfig, "next-x", sample_next_x, estimates_token_scale=True,
          description="xAR next-X flow matching over continuous tokens"),
 ):
     register_kind(_row)
-KINDS["mar"] = replace(KINDS["mar"], build=_mar_options(_with_token_scale(default_build(KINDS["mar"]))))
-KINDS["next-x"] = replace(KINDS["next-x"], build=_with_token_scale(default_build(KINDS["next-x"])))
 
 #: the built-in kinds, in table order (the CLI reads `KINDS` itself, so registered kinds appear too)
 GENERATOR_KINDS = tuple(KINDS)
@@ -237,11 +221,14 @@ def build_generator(kind: str, tokenizer, num_classes: int, tokens: Tokens | Non
     one-line ValueError for unknown or wrong-typed options.
     """
     row = get_kind(kind)
+    aliases = dict(row.aliases)
+    options = {aliases.get(key, key): value for key, value in options.items()}
+    if row.estimates_token_scale and "token_scale" not in options and tokens is not None and tokens.values is not None:
+        options["token_scale"] = token_scale_for(tokens)
+    checked_options(row, options)
     build = row.build or default_build(row)
-    probe = {key: value for key, value in options.items() if not (row.name == "mar" and key == "depth")}
-    checked_options(row, probe)
     try:
-        return build(tokenizer, num_classes, tokens, dict(options))
+        return build(tokenizer, num_classes, tokens, options)
     except (TypeError, KeyError, IndexError, ZeroDivisionError) as error:  # a value the config checks missed
         raise ValueError(f"{kind} generator options: {' '.join(str(error).split())}") from None
 

@@ -24,47 +24,6 @@ def check_finite_numbers(config) -> None:
             raise ValueError(f"{field.name} must be a finite number, got {value}")
 
 
-@dataclass
-class SamplerConfig:
-    """Sampling options stored with a checkpoint as its defaults.
-
-    Args:
-        temperature: softmax temperature (> 0).
-        top_k: keep the k most likely tokens (0 = all).
-        top_p: nucleus mass (1.0 = off).
-        cfg_scale: classifier-free guidance scale (1.0 = no guidance, and no doubled batch).
-        cfg_schedule: ``"constant"`` or ``"linear"`` (ramps from 1 to ``cfg_scale``).
-    """
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    cfg_scale: float = 1.0
-    cfg_schedule: str = "constant"
-
-    def __post_init__(self) -> None:
-        for name in ("temperature", "top_p", "cfg_scale"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.cfg_scale < 0:
-            raise ValueError(f"cfg_scale must be >= 0, got {self.cfg_scale}")
-        if self.cfg_schedule not in CFG_SCHEDULES:
-            raise ValueError(f"cfg_schedule must be one of {CFG_SCHEDULES}, got {self.cfg_schedule!r}")
-
-    @property
-    def uses_cfg(self) -> bool:
-        return self.cfg_scale != 1.0 or self.cfg_schedule != "constant"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
 def _check_token_options(config) -> None:
     check_finite_numbers(config)
     if config.temperature <= 0:
@@ -96,6 +55,28 @@ class _Guidance:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass
+class SamplerConfig(_Guidance):
+    """Sampling options stored with a checkpoint as its defaults.
+
+    Args:
+        temperature: softmax temperature (> 0).
+        top_k: keep the k most likely tokens (0 = all).
+        top_p: nucleus mass (1.0 = off).
+        cfg_scale: classifier-free guidance scale (1.0 = no guidance, and no doubled batch).
+        cfg_schedule: ``"constant"`` or ``"linear"`` (ramps from 1 to ``cfg_scale``).
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    cfg_scale: float = 1.0
+    cfg_schedule: str = "constant"
+
+    def __post_init__(self) -> None:
+        _check_token_options(self)
 
 
 @dataclass
