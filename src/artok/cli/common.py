@@ -20,60 +20,30 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"artok: error: {message} (see '{self.prog} --help')\n")
 
 
-def _number(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+def _argument_type(parse, accepts, expectation: str, name: str):
+    """An argparse ``type=`` function: ``parse(text)`` (ValueError: not a number at all), then
+    ``accepts(value)``; either failure is one line saying what was expected."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if parse is int else 'a number'}, got {text!r}") from None
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"expected {expectation}, got {text!r}")
+        return value
+
+    convert.__name__ = name
+    return convert
 
 
-def finite_float(text: str) -> float:
-    value = _number(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
-
-
-def nonnegative_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
-
-
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-
-
-def positive_int(text: str) -> int:
-    value = _integer(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    value = _integer(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def probability(text: str) -> float:
-    value = finite_float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
-    return value
+finite_float = _argument_type(float, math.isfinite, "a finite number", "finite_float")
+nonnegative_float = _argument_type(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0", "nonnegative_float")
+positive_float = _argument_type(float, lambda v: math.isfinite(v) and v > 0, "a finite number > 0", "positive_float")
+probability = _argument_type(float, lambda v: math.isfinite(v) and 0.0 < v <= 1.0, "a finite number in (0, 1]", "probability")
+positive_int = _argument_type(int, lambda v: v >= 1, "an integer >= 1", "positive_int")
+nonnegative_int = _argument_type(int, lambda v: v >= 0, "an integer >= 0", "nonnegative_int")
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
