@@ -3,6 +3,8 @@ samples), and rejecting tokenizers it cannot model with an IncompatibleTokensErr
 
 import pytest
 import torch
+from artok_test_helpers import NATURAL, options_for
+from artok_test_helpers import fast_sampler as _fast_sampler
 
 from artok.generators import IncompatibleTokensError
 from artok.hub import from_pretrained, load_config, save_pretrained
@@ -15,24 +17,9 @@ from artok.zoo import (
     sample,
 )
 
-NATURAL = {"raster": "vq", "maskgit": "vq", "bitwise": "lfq", "next-scale": "msvq", "mar": "kl", "next-x": "kl",
-           "dimwise": "ptq"}
-SMALL = {"dim": 32, "depth": 1, "num_heads": 2}
-CONTINUOUS_SMALL = {"head_width": 16, "head_depth": 1}
-
-
-def options_for(kind):
-    return {**SMALL, **(CONTINUOUS_SMALL if kind in ("mar", "next-x") else {})}
-
 
 def fast_sampler(generator):
-    from dataclasses import replace
-
-    config = default_sampler_config(generator)
-    for field, value in (("iterations", 4), ("steps", 3)):
-        if hasattr(config, field):
-            config = replace(config, **{field: value})
-    return replace(config, cfg_scale=2.0)
+    return _fast_sampler(generator, cfg_scale=2.0)
 
 
 @pytest.mark.parametrize("kind", GENERATOR_KINDS)

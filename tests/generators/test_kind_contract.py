@@ -5,48 +5,28 @@ CPU where it has an engine, and the loss falls on a tiny batch. A new row gets a
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
+from artok_test_helpers import TOKENIZERS, fast_sampler, options_for, structured_tokens
 
 from artok.generators import IncompatibleTokensError
 from artok.hub import from_pretrained, save_pretrained
-from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
-from artok.tokens import Tokens
 from artok.training import TrainConfig, train_generator
 from artok.zoo import KINDS, build_generator, default_sampler_config, kind_of, sample
 
-TOKENIZER_KINDS = {
-    "vq": ({"codebook_size": 16, "codebook_dim": 4}, 8),
-    "fsq": ({"levels": (4, 4)}, 2),
-    "lfq": ({"codebook_dim": 4}, 8),
-    "bsq": ({"codebook_dim": 4}, 8),
-    "rvq": ({"codebook_size": 8, "num_levels": 2}, 8),
-    "msvq": ({"codebook_size": 16, "scales": (1, 2, 4)}, 8),
-    "kl": ({}, 4),
-    "continuous": ({}, 4),
-    "ptq": ({"bits": 2}, 3),
-}
-SMALL = {"dim": 32, "depth": 1, "num_heads": 2}
-CONTINUOUS = {"head_width": 16, "head_depth": 1}
 
-
-def _tokenizer(name: str) -> CNNTokenizer:
-    options, latent_dim = TOKENIZER_KINDS[name]
-    config = CNNTokenizerConfig(image_size=8, base_channels=8, channel_multipliers=(1, 2), latent_dim=latent_dim,
-                                quantizer=name, quantizer_options=options)
-    return CNNTokenizer(config).eval()
+def _tokenizer(name: str):
+    return TOKENIZERS[name]()
 
 
 def _options(kind: str) -> dict:
-    return {**SMALL, **(CONTINUOUS if kind in ("mar", "next-x") else {})}
+    return options_for(kind)
 
 
 def _pairs() -> list[tuple[str, str]]:
     pairs = []
     for kind in KINDS:
-        for tokenizer in TOKENIZER_KINDS:
+        for tokenizer in TOKENIZERS:
             try:
                 build_generator(kind, _tokenizer(tokenizer), num_classes=3, **_options(kind))
             except IncompatibleTokensError:
@@ -59,11 +39,8 @@ PAIRS = _pairs()
 
 
 def _fast(generator):
-    config = default_sampler_config(generator)
-    for field, value in (("iterations", 3), ("steps", 3)):
-        if hasattr(config, field):
-            config = replace(config, **{field: value})
-    return replace(config, cfg_scale=1.5) if hasattr(config, "cfg_scale") else config
+    return fast_sampler(generator, cfg_scale=1.5 if hasattr(default_sampler_config(generator), "cfg_scale") else None,
+                        iterations=3)
 
 
 @pytest.fixture(params=PAIRS, ids=[f"{k}-{t}" for k, t in PAIRS])
@@ -124,7 +101,7 @@ def test_loss_falls_on_a_tiny_batch(pair):
     kind, tokenizer, generator = pair
     generator.train()
     labels = torch.arange(3).repeat(4)
-    tokens = _structured(tokenizer.spec, labels)
+    tokens = structured_tokens(tokenizer.spec, labels)
     before = generator.loss(tokens, labels)["loss"].item()
     config = TrainConfig(steps=25, batch_size=12, lr=3e-3, warmup_steps=1, progress=False)
     train_generator(generator, tokens, labels, config)
@@ -136,14 +113,3 @@ def test_loss_falls_on_a_tiny_batch(pair):
 
 def _uses_row_head(row, generator) -> bool:
     return row.head is None or generator.config.head == row.head
-
-
-def _structured(spec, labels) -> Tokens:
-    positions = torch.arange(spec.seq_len)
-    if spec.kind == "continuous":
-        base = torch.sin(positions[None, :, None] * 0.7 + labels[:, None, None].float() * 1.3 + torch.arange(spec.channels))
-        return Tokens(spec, values=base)
-    ids = (labels[:, None] * 3 + positions[None] * 5) % spec.vocab_size
-    if spec.subtokens > 1:
-        ids = (ids[..., None] + torch.arange(spec.subtokens)) % spec.vocab_size
-    return Tokens(spec, ids=ids)

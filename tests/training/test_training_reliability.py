@@ -9,54 +9,18 @@ import warnings
 
 import pytest
 import torch
+from artok_test_helpers import (
+    NATURAL,
+    TOKENIZERS,
+    fast_sampler,
+    options_for,
+    structured_tokens,
+)
 
 from artok.hub import from_pretrained, remove_stale_temporaries, save_pretrained
-from artok.tokenizers import CNNTokenizer, CNNTokenizerConfig
-from artok.tokens import Tokens
 from artok.training import TrainConfig, load_checkpoint, train, train_generator
 from artok.training.loop import TrainingDiverged, TrainingWarning
 from artok.zoo import GENERATOR_KINDS, build_generator, sample
-
-# The natural tokenizer of each kind, tiny (as tests/generators builds them).
-NATURAL = {"raster": ("vq", {"codebook_size": 16, "codebook_dim": 4}, 8), "maskgit": ("vq", {"codebook_size": 16}, 8),
-           "bitwise": ("lfq", {"codebook_dim": 6}, 8), "next-scale": ("msvq", {"codebook_size": 16, "scales": (1, 2, 4)}, 8),
-           "mar": ("kl", {}, 4), "next-x": ("kl", {}, 4), "dimwise": ("ptq", {"bits": 2}, 3)}
-TOKENIZERS = {"vq": lambda: _tokenizer(*NATURAL["raster"])}
-
-
-def _tokenizer(quantizer, options, latent_dim):
-    config = CNNTokenizerConfig(image_size=8, base_channels=8, channel_multipliers=(1, 2), latent_dim=latent_dim,
-                                quantizer=quantizer, quantizer_options=options)
-    return CNNTokenizer(config).eval()
-
-
-def options_for(kind):
-    small = {"dim": 32, "depth": 1, "num_heads": 2}
-    return {**small, **({"head_width": 16, "head_depth": 1} if kind in ("mar", "next-x") else {})}
-
-
-def fast_sampler(generator):
-    from dataclasses import replace
-
-    from artok.zoo import default_sampler_config
-
-    config = default_sampler_config(generator)
-    for field, value in (("iterations", 4), ("steps", 3)):
-        if hasattr(config, field):
-            config = replace(config, **{field: value})
-    return config
-
-
-def structured_tokens(spec, labels):
-    """Tokens that depend on the label and position only (a little noise on continuous ones)."""
-    positions = torch.arange(spec.seq_len)
-    if spec.kind == "continuous":
-        base = torch.sin(positions[None, :, None] * 0.7 + labels[:, None, None].float() * 1.3 + torch.arange(spec.channels))
-        return Tokens(spec, values=base + 0.05 * torch.randn(labels.shape[0], spec.seq_len, spec.channels))
-    ids = (labels[:, None] * 3 + positions[None] * 5) % spec.vocab_size
-    if spec.subtokens > 1:
-        ids = (ids[..., None] + torch.arange(spec.subtokens)) % spec.vocab_size
-    return Tokens(spec, ids=ids)
 
 
 def _integer_buffers(model):
@@ -67,7 +31,7 @@ def _integer_buffers(model):
 @pytest.mark.parametrize("kind", GENERATOR_KINDS)
 def test_ema_keeps_integer_buffers_and_matches_its_saved_copy(kind, decay, tmp_path):
     torch.manual_seed(0)
-    tokenizer = _tokenizer(*NATURAL[kind])
+    tokenizer = TOKENIZERS[NATURAL[kind]]()
     options = options_for(kind)
     if kind == "next-x":
         options.update(unit="cell", cell_size=2)  # the unit_index table that drifted under EMA
@@ -231,6 +195,3 @@ def test_tensorboard_events_are_written(tmp_path):
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_tokens_sanity():  # the helpers above build real Tokens for every kind
-    spec = TOKENIZERS["vq"]().spec
-    assert isinstance(structured_tokens(spec, torch.arange(3)), Tokens)
