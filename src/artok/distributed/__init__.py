@@ -1,0 +1,1 @@
+"""Parallelism applied from outside single-device models (torchtitan style)."""
