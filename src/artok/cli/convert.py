@@ -1,40 +1,74 @@
-"""``artok convert``: turn another project's checkpoint into an artok model folder."""
+"""``artok convert``: turn another project's checkpoint into an artok model folder. The formats are
+the rows of `artok.convert.table.CONVERTERS`; ``artok convert --list`` prints them."""
 
 from __future__ import annotations
 
-FORMATS = ("llamagen",)
+from artok.cli.common import positive_float, positive_int
+
+#: every option some converter takes: name -> (argparse keyword arguments)
+OPTIONS = {
+    "grid": dict(type=positive_int, help="llamagen: token grid side, 16 for 256 px models, 24 for 384 px (default: 16)"),
+    "num_heads": dict(type=positive_int, help="llamagen: attention heads (default: LlamaGen's table for the width)"),
+    "image_size": dict(type=positive_int, help="tokenizers: the image side the model is used at (default: 256)"),
+    "latent_scale": dict(type=positive_float, help="mar-vae: tokens are the posterior mean times this "
+                         "(default: MAR's 0.2325)"),
+}
 
 
 def add_parser(subparsers) -> str:
+    from artok.convert.table import CONVERTERS
+
     parser = subparsers.add_parser(
         "convert",
-        help="convert a LlamaGen class-conditional GPT checkpoint into an artok generator folder",
+        help="convert a published checkpoint (LlamaGen, MAR, ...) into an artok model folder",
         description="Read another project's checkpoint without executing code (weights-only torch.load or "
-        "safetensors) and save it as an artok model folder (config.json + model.safetensors), which every artok "
-        "command then takes: artok bench --checkpoint OUT, artok sample --generator OUT --tokenizer ... . "
-        "llamagen: c2i_{B,L,XL,XXL}_{256,384}.pt from FoundationVision/LlamaGen; its VQ-16 tokenizer is not "
-        "converted, so decoding to pixels needs a tokenizer with the same 16384 codes.",
+        "safetensors), infer its configuration from the weight shapes and save it as an artok model folder "
+        "(config.json + model.safetensors), which every artok command then takes: artok bench --checkpoint OUT, "
+        "artok sample --generator OUT --tokenizer OUT_VAE ... . 'artok convert --list' names the formats.",
     )
-    parser.add_argument("format", choices=FORMATS, help="checkpoint format")
-    parser.add_argument("checkpoint", help="the checkpoint file")
-    parser.add_argument("out", help="artok model folder to write")
-    parser.add_argument("--grid", type=int, default=16,
-                        help="token grid side: 16 for LlamaGen's 256 px models, 24 for 384 px (default: 16)")
-    parser.add_argument("--num-heads", type=int, help="attention heads (default: LlamaGen's table for the width)")
+    parser.add_argument("format", nargs="?", choices=tuple(CONVERTERS), help="checkpoint format")
+    parser.add_argument("checkpoint", nargs="?", help="the checkpoint file")
+    parser.add_argument("out", nargs="?", help="artok model folder to write")
+    parser.add_argument("--list", action="store_true", help="list the formats and the files they read")
+    for name, keywords in OPTIONS.items():
+        parser.add_argument("--" + name.replace("_", "-"), **keywords)
     return "convert"
 
 
+def _format_table() -> str:
+    from artok.convert.table import CONVERTERS
+
+    width = max(map(len, CONVERTERS))
+    return "\n".join(f"{row.name:<{width}}  -> {row.writes:<9}  {row.reads}"
+                     + (f"  [--{', --'.join(o.replace('_', '-') for o in row.options)}]" if row.options else "")
+                     for row in CONVERTERS.values())
+
+
 def run(args) -> int:
-    from artok.convert.llamagen import load_llamagen
+    import time
+
+    from artok.cli.common import check_output_dir
+    from artok.convert.table import CONVERTERS
     from artok.hub import save_pretrained
 
-    if args.grid < 1:
-        raise ValueError(f"--grid must be positive, got {args.grid}")
-    generator = load_llamagen(args.checkpoint, grid=(args.grid, args.grid), num_heads=args.num_heads)
-    config = generator.config
-    path = save_pretrained(generator, args.out, extra={"converted_from": f"llamagen:{args.checkpoint}",
-                                                       "sampling": {"kind": "raster", "cfg_scale": 4.0, "top_k": 2000}})
-    print(f"converted {args.checkpoint}: {config.depth} layers, width {config.dim}, {config.num_heads} heads, "
-          f"vocab {config.vocab_size}, {config.num_classes} classes, {config.grid[0]}x{config.grid[1]} tokens, "
-          f"{sum(p.numel() for p in generator.parameters()) / 1e6:.1f}M parameters -> {path}")
+    if args.list:
+        print(_format_table())
+        return 0
+    if args.out is None:
+        raise ValueError("give FORMAT CHECKPOINT OUT, e.g. artok convert llamagen-vq vq_ds16_c2i.pt vq16 "
+                         "(artok convert --list names the formats)")
+    row = CONVERTERS[args.format]
+    given = {name: getattr(args, name) for name in OPTIONS if getattr(args, name) is not None}
+    foreign = sorted(set(given) - set(row.options))
+    if foreign:
+        raise ValueError(f"--{foreign[0].replace('_', '-')} does not apply to {row.name}; it takes "
+                         f"{', '.join('--' + o.replace('_', '-') for o in row.options) or 'no options'}")
+    check_output_dir(args.out)
+    start = time.perf_counter()
+    converted = row.function()(args.checkpoint, **given)
+    path = save_pretrained(converted.model, args.out,
+                           extra={"converted_from": f"{row.name}:{args.checkpoint}", **converted.extra})
+    parameters = sum(p.numel() for p in converted.model.parameters()) / 1e6
+    print(f"converted {args.checkpoint} ({row.name}): {converted.summary}, {parameters:.1f}M parameters -> {path} "
+          f"in {time.perf_counter() - start:.1f} s")
     return 0

@@ -104,3 +104,15 @@ def convert_state_dict(state: dict[str, torch.Tensor], grid: tuple[int, int] = (
 def load_llamagen(path: str | Path, grid: tuple[int, int] = (16, 16), num_heads: int | None = None) -> RasterGenerator:
     """`convert_state_dict` of the checkpoint file at ``path``."""
     return convert_state_dict(read_state_dict(path), grid=grid, num_heads=num_heads)
+
+
+def convert_file(path: str | Path, grid: int = 16, num_heads: int | None = None):
+    """The ``artok convert llamagen`` row (`artok.convert.table`): the generator, its sampling defaults
+    and a summary line."""
+    from artok.convert.table import Converted
+
+    generator = load_llamagen(path, grid=(grid, grid), num_heads=num_heads)
+    config = generator.config
+    summary = (f"{config.depth} layers, width {config.dim}, {config.num_heads} heads, vocab {config.vocab_size}, "
+               f"{config.num_classes} classes, {config.grid[0]}x{config.grid[1]} tokens")
+    return Converted(generator, summary, extra={"sampling": {"kind": "raster", "cfg_scale": 4.0, "top_k": 2000}})
