@@ -84,3 +84,15 @@ class Tokenizer(nn.Module):
         expected = (self.config.in_channels, self.config.image_size, self.config.image_size)
         if images.dim() != 4 or tuple(images.shape[1:]) != expected:
             raise ValueError(f"images must be B x {' x '.join(map(str, expected))}, got {tuple(images.shape)}")
+
+
+def latent_token_spec(quantizer: nn.Module, grid: tuple[int, int]) -> TokenSpec:
+    """The `TokenSpec` of ``quantizer``'s output on a ``grid`` of latents: multi-scale residual ids
+    (msvq, VAR's layout: one flat sequence, scale by scale), discrete ids on the grid, or continuous
+    values on the grid."""
+    if getattr(quantizer, "scales", None) is not None:
+        return TokenSpec("discrete", "scales", scales=quantizer.scales, vocab_size=quantizer.codebook_size,
+                         channels=quantizer.dim)
+    if quantizer.discrete:
+        return TokenSpec("discrete", "grid", grid=grid, vocab_size=quantizer.codebook_size, subtokens=quantizer.subtokens)
+    return TokenSpec("continuous", "grid", grid=grid, channels=quantizer.dim)

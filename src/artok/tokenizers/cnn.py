@@ -14,7 +14,7 @@ from torch import nn
 
 from artok.hub import register_model
 from artok.quantizers import build_quantizer
-from artok.tokenizers.base import Tokenizer
+from artok.tokenizers.base import Tokenizer, latent_token_spec
 from artok.tokens import TokenSpec
 
 
@@ -148,15 +148,7 @@ class CNNTokenizer(Tokenizer):
 
     @property
     def spec(self) -> TokenSpec:
-        q = self.quantizer
-        if getattr(q, "scales", None) is not None:
-            # Multi-scale residual ids (msvq): one flat sequence, scale by scale (VAR's layout).
-            return TokenSpec("discrete", "scales", scales=q.scales, vocab_size=q.codebook_size, channels=q.dim)
-        if q.discrete:
-            return TokenSpec(
-                "discrete", "grid", grid=self.config.grid, vocab_size=q.codebook_size, subtokens=q.subtokens
-            )
-        return TokenSpec("continuous", "grid", grid=self.config.grid, channels=q.dim)
+        return latent_token_spec(self.quantizer, self.config.grid)
 
     def encode_latents(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images)
