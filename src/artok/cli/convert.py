@@ -5,6 +5,20 @@ from __future__ import annotations
 
 from artok.cli.common import positive_float, positive_int
 
+
+def _side_list(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` -> ``(1, 2, 3)``: positive, increasing integers (an argparse ``type=``)."""
+    import argparse
+
+    try:
+        sides = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if min(sides) < 1 or list(sides) != sorted(set(sides)):
+        raise argparse.ArgumentTypeError(f"expected increasing positive integers, got {text!r}")
+    return sides
+
+
 #: every option some converter takes: name -> (argparse keyword arguments)
 OPTIONS = {
     "grid": dict(type=positive_int, help="llamagen: token grid side, 16 for 256 px models, 24 for 384 px (default: 16)"),
@@ -12,6 +26,10 @@ OPTIONS = {
     "image_size": dict(type=positive_int, help="tokenizers: the image side the model is used at (default: 256)"),
     "latent_scale": dict(type=positive_float, help="mar-vae: tokens are the posterior mean times this "
                          "(default: MAR's 0.2325)"),
+    "patch_nums": dict(type=_side_list, metavar="1,2,...,16",
+                       help="var-vae: the token-map side of each scale (default: VAR's 1,2,3,4,5,6,8,10,13,16 at 256 px)"),
+    "vae": dict(metavar="VAE", help="var: VAR's VAE, the folder 'artok convert var-vae' wrote or the "
+                "vae_ch160v4096z32.pth file itself (default: that file next to the checkpoint)"),
 }
 
 

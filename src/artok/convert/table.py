@@ -64,3 +64,9 @@ register_converter(Converter(
 register_converter(Converter(
     "mar-vae", "MAR / LDM KL autoencoder kl16.ckpt (key 'model' or 'state_dict'; LTH14/mar, CompVis/latent-diffusion)",
     "tokenizer", "artok.convert.ldm_kl:convert_file", options=("image_size", "latent_scale")))
+register_converter(Converter(
+    "var-vae", "VAR multi-scale VQVAE vae_ch160v4096z32.pth (FoundationVision/VAR)",
+    "tokenizer", "artok.convert.var_vae:convert_file", options=("image_size", "patch_nums")))
+register_converter(Converter(
+    "var", "VAR transformer var_d16.pth .. var_d30.pth (FoundationVision/VAR; needs its VAE: --vae)",
+    "generator", "artok.convert.var:convert_file", options=("vae",)))

@@ -34,6 +34,7 @@ from torch import nn
 
 from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
 from artok.generators.head_support import build_discrete_head, check_discrete_head
+from artok.generators.next_scale.var_blocks import BiasedCategoricalHead, build_var_blocks, init_var_weights
 from artok.hub import register_model
 from artok.nn import swiglu_hidden_dim
 from artok.nn.adaln import AdaLNOutput, AdaLNTransformerBlock
@@ -42,6 +43,8 @@ from artok.quantizers.multiscale import MultiScaleVectorQuantizer, MultiScaleVQC
 from artok.tokens import Tokens, TokenSpec
 
 NEXT_SCALE_HEADS = ("categorical", "bitwise")
+#: ``artok``: `AdaLNTransformerBlock` (SwiGLU, adaLN-Zero); ``var``: VAR's own block (`var_blocks`)
+NEXT_SCALE_BLOCKS = ("artok", "var")
 
 
 def block_causal_mask(lengths: Sequence[int]) -> torch.Tensor:
@@ -64,17 +67,31 @@ class NextScaleConfig(GeneratorConfig):
         class_dropout: label-dropout probability (trains the CFG branch).
         dropout: attention / residual dropout.
         head: ``"categorical"`` or ``"bitwise"`` (power-of-two codebooks, as Infinity).
+        block: ``"artok"`` (SwiGLU blocks, adaLN-Zero, bias-free head) or ``"var"`` (VAR's published
+            architecture: l2-normalised attention, GELU MLP of ``4 * dim`` by default, biased head; see
+            `artok.generators.next_scale.var_blocks`; categorical head only).
+        shared_adaln: ``block="var"`` only: one adaLN regressor shared by all blocks (VAR's ``shared_aln``).
+        attention_l2_norm: ``block="var"`` only: VAR's ``attn_l2_norm`` (learned per-head scale).
     """
 
     quantizer: dict
     depth: int = 4
     head: str = "categorical"
+    block: str = "artok"
+    shared_adaln: bool = False
+    attention_l2_norm: bool = True
 
     def __post_init__(self) -> None:
         spec = TokenSpec.coerce(self.token_spec)
         self.token_spec = spec.to_dict()
         if self.head not in NEXT_SCALE_HEADS:
             raise ValueError(f"head must be one of {NEXT_SCALE_HEADS}, got {self.head!r}")
+        if self.block not in NEXT_SCALE_BLOCKS:
+            raise ValueError(f"block must be one of {NEXT_SCALE_BLOCKS}, got {self.block!r}")
+        if self.block == "var" and self.head != "categorical":
+            raise ValueError(f"block='var' (VAR's architecture) has a categorical head, got head={self.head!r}")
+        if self.block != "var" and (self.shared_adaln or not self.attention_l2_norm):
+            raise ValueError("shared_adaln and attention_l2_norm=False are options of block='var'")
         NextScaleGenerator.check_spec(spec, self.head)
         quantizer = self.quantizer if isinstance(self.quantizer, MultiScaleVQConfig) else MultiScaleVQConfig(**self.quantizer)
         if tuple(quantizer.scales) != tuple(spec.scales) or quantizer.codebook_size != spec.vocab_size:
@@ -107,18 +124,27 @@ class NextScaleGenerator(Generator):
         self.word_embedding = nn.Linear(self.scale_quantizer.dim, dim)
         self.position = nn.Parameter(torch.empty(seq_len, dim))
         self.level_embedding = nn.Embedding(len(self.scale_lengths), dim)
-        hidden = config.hidden_dim or swiglu_hidden_dim(dim)
-        self.blocks = nn.ModuleList(
-            AdaLNTransformerBlock(dim, config.num_heads, hidden, config.dropout) for _ in range(config.depth)
-        )
+        if config.block == "var":
+            self.blocks, self.shared_modulation = build_var_blocks(
+                dim, config.depth, config.num_heads, config.hidden_dim or 4 * dim, shared_adaln=config.shared_adaln,
+                l2_norm=config.attention_l2_norm, dropout=config.dropout)
+        else:
+            hidden = config.hidden_dim or swiglu_hidden_dim(dim)
+            self.blocks = nn.ModuleList(
+                AdaLNTransformerBlock(dim, config.num_heads, hidden, config.dropout) for _ in range(config.depth)
+            )
         self.out_norm = AdaLNOutput(dim)
-        self.head = build_discrete_head(config.head, spec, dim)
+        self.head = BiasedCategoricalHead(dim, spec.vocab_size) if config.block == "var" else build_discrete_head(
+            config.head, spec, dim)
         levels = torch.repeat_interleave(torch.arange(len(self.scale_lengths)), torch.tensor(self.scale_lengths))
         self.register_buffer("level_of_position", levels, persistent=False)
         self.register_buffer("attention_mask", block_causal_mask(self.scale_lengths), persistent=False)
         self._init_weights()
 
     def _init_weights(self) -> None:
+        if self.config.block == "var":
+            init_var_weights(self)
+            return
         for module in (self.class_embedding, self.word_embedding, self.level_embedding, self.head):
             for param in module.parameters():
                 if param.dim() > 1:
