@@ -17,6 +17,8 @@ from artok.zoo import default_sampler_config, kind_of, sample
 FIXTURE = Path(__file__).parent / "fixtures" / "old_layout"
 EXPECTED = load_file(str(FIXTURE / "expected.safetensors"))
 KINDS = sorted(path.name for path in FIXTURE.iterdir() if path.is_dir())
+#: kinds added after the fixture was recorded (they have no old layout)
+NEWER_KINDS = {"rar", "nar", "token-shuffle"}
 
 
 def _fast(generator):
@@ -43,4 +45,4 @@ def test_old_folder_samples_the_same_tokens(kind):
 def test_fixture_covers_every_built_in_kind():
     from artok.zoo import GENERATOR_KINDS
 
-    assert set(KINDS) == set(GENERATOR_KINDS)
+    assert set(KINDS) == set(GENERATOR_KINDS) - NEWER_KINDS

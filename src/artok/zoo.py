@@ -20,6 +20,8 @@ next-scale     `NextScaleGenerator`        multi-scale residual tokens (msvq)   
 maskgit        `MaskGITGenerator`          discrete grid                                 MaskGIT
 mar            `MARGenerator`              continuous grid (KL)                          MAR
 next-x         `NextXGenerator`            continuous grid (KL)                          xAR
+rar            `RARGenerator`              discrete grid (VQ/FSQ)                        RAR
+nar            `NARGenerator`              discrete grid (VQ/FSQ)                        NAR
 =============  ==========================  ===========================================  ==============
 
 Importing this module imports every built-in model, so `from_pretrained` (re-exported from
@@ -38,6 +40,8 @@ from artok.generators.base import Generator
 from artok.generators.mar.model import MARConfig, MARGenerator
 from artok.generators.mar.sample import sample_mar
 from artok.generators.mar.speculative import speculative_sample_mar
+from artok.generators.nar.model import NARConfig, NARGenerator
+from artok.generators.nar.sample import sample_nar, sample_nar_recompute
 from artok.generators.maskgit.model import MaskGITConfig, MaskGITGenerator
 from artok.generators.maskgit.sample import sample_maskgit
 from artok.generators.next_scale.model import NextScaleConfig, NextScaleGenerator
@@ -48,6 +52,7 @@ from artok.generators.raster.head_sample import sample_raster_with_head
 from artok.generators.raster.model import RasterConfig, RasterGenerator
 from artok.generators.raster.sample import sample_raster, sample_raster_recompute
 from artok.generators.raster.speculative import speculative_sample
+from artok.generators.rar.model import RARConfig, RARGenerator
 from artok.hub import from_pretrained  # noqa: F401 - the registry is complete once this module is imported
 from artok.sampling.configs import (
     SAMPLER_CONFIGS,
@@ -179,6 +184,12 @@ for _row in (
          description="MAR masked autoregression with a diffusion head over continuous tokens"),
     Kind("next-x", NextXGenerator, NextXConfig, "next-x", sample_next_x, estimates_token_scale=True,
          description="xAR next-X flow matching over continuous tokens"),
+    Kind("rar", RARGenerator, RARConfig, "raster", sample_raster,
+         engine=_engine("artok.generators.raster.engine", "SamplingEngine"), uncached=sample_raster_recompute,
+         fixed=("token_spec", "num_classes", "head", "head_width", "head_depth"),
+         description="RAR raster GPT trained on annealed random orders, target-aware positions"),
+    Kind("nar", NARGenerator, NARConfig, "raster", sample_nar, uncached=sample_nar_recompute,
+         description="NAR next-neighbour fronts (h + w - 1 steps) with horizontal and vertical heads"),
 ):
     register_kind(_row)
 
