@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-PLUGIN_MODULES = ("artok.cli.demo", "artok.cli.generate", "artok.cli.eval_tokenizer", "artok.cli.bench", "artok.cli.convert", "artok.cli.options", "artok.cli.app")
+PLUGIN_MODULES = ("artok.cli.demo", "artok.cli.generate", "artok.cli.eval_tokenizer", "artok.cli.bench", "artok.cli.convert", "artok.cli.options", "artok.cli.app", "artok.cli.encode")
 
 
 def _plugin_modules():

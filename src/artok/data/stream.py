@@ -141,6 +141,22 @@ class StreamingImages(torch.utils.data.Dataset):
         return image, label, index
 
 
+class MemoryItems(torch.utils.data.Dataset):
+    """An in-memory `artok.data.ImageDataset` with the item interface of `StreamingImages`
+    (``(image, label, index)``), so that the same loaders read both."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+        self.class_names, self.name, self.split = dataset.class_names, dataset.name, dataset.split
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key):
+        index = int(key if isinstance(key, (int, np.integer)) else key[0])
+        return self.dataset.images[index], int(self.dataset.labels[index]), index
+
+
 def collate_samples(samples) -> StreamBatch:
     """Stack the readable samples; count the others."""
     kept = [sample for sample in samples if sample[0] is not None]
