@@ -22,6 +22,7 @@ mar            `MARGenerator`              continuous grid (KL)                 
 next-x         `NextXGenerator`            continuous grid (KL)                          xAR
 rar            `RARGenerator`              discrete grid (VQ/FSQ)                        RAR
 nar            `NARGenerator`              discrete grid (VQ/FSQ)                        NAR
+token-shuffle  `TokenShuffleGenerator`     discrete grid (VQ/FSQ)                        Token-Shuffle
 =============  ==========================  ===========================================  ==============
 
 Importing this module imports every built-in model, so `from_pretrained` (re-exported from
@@ -53,6 +54,8 @@ from artok.generators.raster.model import RasterConfig, RasterGenerator
 from artok.generators.raster.sample import sample_raster, sample_raster_recompute
 from artok.generators.raster.speculative import speculative_sample
 from artok.generators.rar.model import RARConfig, RARGenerator
+from artok.generators.token_shuffle.model import TokenShuffleConfig, TokenShuffleGenerator
+from artok.generators.token_shuffle.sample import sample_token_shuffle, sample_token_shuffle_recompute
 from artok.hub import from_pretrained  # noqa: F401 - the registry is complete once this module is imported
 from artok.sampling.configs import (
     SAMPLER_CONFIGS,
@@ -190,6 +193,9 @@ for _row in (
          description="RAR raster GPT trained on annealed random orders, target-aware positions"),
     Kind("nar", NARGenerator, NARConfig, "raster", sample_nar, uncached=sample_nar_recompute,
          description="NAR next-neighbour fronts (h + w - 1 steps) with horizontal and vertical heads"),
+    Kind("token-shuffle", TokenShuffleGenerator, TokenShuffleConfig, "raster", sample_token_shuffle,
+         uncached=sample_token_shuffle_recompute,
+         description="Token-Shuffle raster GPT over s x s merged windows (h w / s^2 steps)"),
 ):
     register_kind(_row)
 
