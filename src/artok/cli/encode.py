@@ -90,30 +90,29 @@ def _encode(args, rank: int, world: int, combine) -> int:
     return 0
 
 
+def run(args: argparse.Namespace) -> int:
+    rank, world = _world()
+    try:
+        return _encode(args, rank, world, _sum_over_ranks if world > 1 else (lambda values: values))
+    except Exception:
+        if world > 1:  # say which rank failed (torchrun stops the others)
+            print(f"artok: rank {rank} of {world} failed", file=sys.stderr)
+        raise
+
+
 def _sum_over_ranks(values: list[int]) -> list[int]:
-    """Every rank's counts summed (and a barrier: each rank has finished its shards)."""
+    """Every rank's counts summed, which also waits until every rank has finished its shards.
+
+    The process group is created only now: the ranks encode different numbers of batches, and the
+    quantizers all-reduce their code statistics inside ``encode`` whenever a group exists.
+    """
     import torch
     import torch.distributed as dist
 
-    total = torch.tensor(values, dtype=torch.int64)
-    dist.all_reduce(total)
-    return total.tolist()
-
-
-def run(args: argparse.Namespace) -> int:
-    import torch.distributed as dist
-
-    rank, world = _world()
-    started = False
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")  # only a barrier is needed: gloo works for CPU and CUDA runs alike
-        started = True
+    dist.init_process_group("gloo")  # CPU tensors only: gloo serves CPU and CUDA runs alike
     try:
-        return _encode(args, rank, world, _sum_over_ranks if world > 1 else (lambda values: values))
-    except Exception as error:
-        if world > 1:  # say which rank failed (torchrun stops the others)
-            print(f"artok: rank {rank} of {world} failed", file=sys.stderr)
-        raise error
+        total = torch.tensor(values, dtype=torch.int64)
+        dist.all_reduce(total)
+        return total.tolist()
     finally:
-        if started:
-            dist.destroy_process_group()
+        dist.destroy_process_group()

@@ -169,8 +169,12 @@ def encode_shards(tokenizer, dataset, out_dir, options: EncodeOptions, *, batch_
     augment)``: a `StreamingImages`, or `memory_items` of an in-memory dataset. The manifest is written
     afterwards by `write_manifest`, once every process is done.
     """
+    import torch.distributed as dist
     from tqdm.auto import tqdm
 
+    if world_size > 1 and dist.is_available() and dist.is_initialized():
+        raise RuntimeError("encode_shards: call it before init_process_group; each rank encodes a different number of "
+                           "batches and the quantizers all-reduce their statistics inside encode whenever a group exists")
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     run = run_key(tokenizer, options)
