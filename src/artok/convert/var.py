@@ -158,8 +158,9 @@ def convert_state_dict(state: dict[str, torch.Tensor], tokenizer) -> NextScaleGe
     return generator.eval()
 
 
-def _tokenizer_for(path: Path, vae: str | Path | None):
-    """The VAE: an artok folder, a VAR VAE file, or ``vae_ch160v4096z32.pth`` next to ``path``."""
+def _tokenizer_for(path: Path, vae: str | Path | None, patch_nums: tuple[int, ...]):
+    """The VAE: an artok folder, a VAR VAE file (read with the transformer's scales ``patch_nums``), or
+    ``vae_ch160v4096z32.pth`` next to ``path``."""
     if vae is None:
         sibling = path.parent / DEFAULT_VAE_FILE
         if not sibling.is_file():
@@ -174,13 +175,13 @@ def _tokenizer_for(path: Path, vae: str | Path | None):
         return from_pretrained(vae, role="tokenizer")
     from artok.convert.var_vae import load_var_vae
 
-    return load_var_vae(vae)
+    return load_var_vae(vae, patch_nums=patch_nums)
 
 
 def load_var(path: str | Path, vae: str | Path | None = None) -> NextScaleGenerator:
     """`convert_state_dict` of the VAR transformer file at ``path`` with the VAE ``vae``."""
     state = read_state_dict(path)
-    return convert_state_dict(state, _tokenizer_for(Path(path), vae))
+    return convert_state_dict(state, _tokenizer_for(Path(path), vae, patch_nums_of(state)))
 
 
 def convert_file(path: str | Path, vae: str | None = None):

@@ -15,8 +15,8 @@ in one 1x1 convolution (``attn.qkv``), split into artok's ``q``, ``k``, ``v``; t
 (``ema_vocab_hit_SV``) become the quantizer's usage buffer.
 
 Read from the shapes: everything of the autoencoder (`artok.convert.ldm_autoencoder.infer_config`),
-the codebook, the phi count. Not stored, so given: the image size (default 256) and the scales
-(default VAR's for 256 px; their number is checked against the hit-count buffer). VAR's published
+the codebook, the phi count. Not stored, so given: the scales (default VAR's for 256 px; their number is checked against
+the hit-count buffer) and the image size (default: the last scale times the downsampling factor). VAR's published
 ``quant_resi`` ratio is 0.5 (not stored either). Loading never executes code.
 Equivalence with VAR's own code is checked by ``benchmarks/parity_var.py``.
 """
@@ -36,6 +36,7 @@ VAR_PATCH_NUMS = (1, 2, 3, 4, 5, 6, 8, 10, 13, 16)
 #: VAR's ``quant_resi``: phi(h) = 0.5 h + 0.5 conv(h)
 VAR_PHI_RATIO = 0.5
 _PHI = re.compile(r"quantize\.quant_resi\.(?:qresi_ls\.(\d+)\.|(\d+)\.|qresi\.)(weight|bias)")
+_LEVEL = re.compile(r"encoder\.down\.(\d+)\.")
 _ATTENTION = re.compile(r"((?:encoder|decoder)\.(?:down|up|mid)\.[\w.]*attn[\w.]*)\.qkv\.(weight|bias)")
 
 
@@ -70,13 +71,17 @@ def _rename(key: str, value: torch.Tensor) -> dict[str, torch.Tensor]:
     return {key: value}
 
 
-def convert_state_dict(state: dict[str, torch.Tensor], image_size: int = 256,
+def convert_state_dict(state: dict[str, torch.Tensor], image_size: int | None = None,
                        patch_nums: tuple[int, ...] | None = None, source: str = "VAR VAE") -> AutoencoderTokenizer:
-    """An msvq `AutoencoderTokenizer` with VAR's VQVAE weights ``state`` (names as in VAR's ``vqvae.py``)."""
+    """An msvq `AutoencoderTokenizer` with VAR's VQVAE weights ``state`` (names as in VAR's ``vqvae.py``).
+    ``image_size`` None: the last scale times the downsampling factor (256 for VAR's default scales)."""
     renamed: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         renamed.update(_rename(key, value))
-    patch_nums = tuple(patch_nums) if patch_nums is not None else _default_patch_nums(image_size)
+    patch_nums = tuple(patch_nums) if patch_nums is not None else _default_patch_nums(image_size or 256)
+    if image_size is None:
+        levels = {int(m.group(1)) for m in map(_LEVEL.match, state) if m}
+        image_size = patch_nums[-1] * 2 ** max(len(levels) - 1, 0)
     if "quantize.ema_vocab_hit_SV" in state and state["quantize.ema_vocab_hit_SV"].shape[0] != len(patch_nums):
         raise ValueError(f"{source} was trained with {state['quantize.ema_vocab_hit_SV'].shape[0]} scales, not the "
                          f"{len(patch_nums)} of {list(patch_nums)}; pass its --patch-nums")
@@ -104,12 +109,12 @@ def _phi_kernel(state: dict[str, torch.Tensor]) -> int:
     return kernels.pop() if len(kernels) == 1 else 3
 
 
-def load_var_vae(path: str | Path, image_size: int = 256, patch_nums: tuple[int, ...] | None = None) -> AutoencoderTokenizer:
+def load_var_vae(path: str | Path, image_size: int | None = None, patch_nums: tuple[int, ...] | None = None) -> AutoencoderTokenizer:
     """`convert_state_dict` of the VAR VQVAE file at ``path``."""
     return convert_state_dict(read_state_dict(path), image_size, patch_nums, source=str(path))
 
 
-def convert_file(path: str | Path, image_size: int = 256, patch_nums: tuple[int, ...] | None = None):
+def convert_file(path: str | Path, image_size: int | None = None, patch_nums: tuple[int, ...] | None = None):
     """The ``artok convert var-vae`` row (`artok.convert.table`)."""
     from artok.convert.table import Converted
 
