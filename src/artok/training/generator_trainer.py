@@ -12,7 +12,8 @@ from artok.data.base import ImageDataset
 from artok.generators.base import Generator
 from artok.tokenizers.base import Tokenizer
 from artok.tokens import Tokens
-from artok.training.loop import TrainConfig, TrainResult, batch_indices, train
+from artok.distributed.env import SINGLE
+from artok.training.loop import TrainConfig, TrainResult, train
 
 
 @torch.no_grad()
@@ -40,16 +41,30 @@ def train_generator(
     out_dir: str | Path | None = None,
     resume: bool = False,
     eval_fn=None,
+    parallel=None,
+    env=None,
 ) -> TrainResult:
-    """Train ``generator`` on pre-computed ``tokens`` with class ``labels``."""
+    """Train ``generator`` on pre-computed ``tokens`` with class ``labels``; under torchrun with
+    ``parallel`` (`artok.distributed.ParallelConfig`) and ``env``, each rank reads its slice of
+    every global batch (``config.batch_size`` per rank and micro-step)."""
     generator.check_spec(tokens.spec)
     if labels.shape[0] != tokens.batch_size:
         raise ValueError(f"{tokens.batch_size} token sequences but {labels.shape[0]} labels")
     torch.manual_seed(config.seed)
 
-    def loss_fn(model, step):
-        index = batch_indices(tokens.batch_size, config.batch_size, step, config.seed)
-        batch = tokens[index].to(config.device)
-        return {**model.loss(batch, labels[index].to(config.device)), "batch_size": index.shape[0]}
+    env = env or SINGLE
+    shard = env.shard(config.grad_accum)
+    device = env.device if env.distributed else config.device
+    micro_batches: dict[int, list[torch.Tensor]] = {}
 
-    return train(generator, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="generator")
+    def loss_fn(model, step, micro):
+        if micro == 0:
+            getattr(generator, "set_step", lambda _: None)(step)  # step-scheduled models (RAR's order annealing)
+            micro_batches.clear()
+            micro_batches[step] = shard.indices(tokens.batch_size, config.batch_size, step, config.seed)
+        index = micro_batches[step][micro]
+        batch = tokens[index].to(device)
+        return {**model.loss(batch, labels[index].to(device)), "batch_size": index.shape[0]}
+
+    return train(generator, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="generator",
+                 parallel=parallel, env=env, extra_meta={"num_items": tokens.batch_size})

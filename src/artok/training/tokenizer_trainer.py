@@ -29,13 +29,14 @@ from artok.losses import (
     load_perceptual_loss,
     reconstruction_loss,
 )
+from artok.distributed.env import SINGLE, all_reduce_mean
+from artok.distributed.parallel import parallelize
 from artok.tokenizers.base import Tokenizer
 from artok.training.loop import (
     TrainConfig,
     TrainingSession,
     TrainingWarning,
     TrainResult,
-    batch_indices,
     non_finite_reason,
     train,
 )
@@ -129,44 +130,87 @@ def train_tokenizer(
     resume: bool = False,
     eval_fn=None,
     losses: TokenizerLossConfig | None = None,
+    parallel=None,
+    env=None,
 ) -> TrainResult:
-    """Train ``tokenizer`` on ``dataset`` (images in memory, batches drawn by `batch_indices`).
+    """Train ``tokenizer`` on ``dataset``: images in memory (an `ImageDataset`, batches drawn by
+    `artok.distributed.sharding.Shard.indices`) or a streaming source with
+    ``micro_batches(step) -> [(images, labels), ...]`` (`artok.data.stream`).
 
     ``losses`` selects the objective (default: `TokenizerLossConfig()`); with
     ``losses.adversarial`` set, the two-optimiser adversarial loop runs instead of the shared one.
+    Under torchrun, ``parallel`` and ``env`` spread the tokenizer (and the discriminator) over
+    the ranks (`artok.distributed`).
     """
+    env = env or SINGLE
+    source = step_batches(dataset, config, env)
     losses = losses or TokenizerLossConfig()
     torch.manual_seed(config.seed)
     perceptual = None
     if losses.perceptual_weight > 0:
         perceptual = load_perceptual_loss(losses.perceptual_weights, losses.lpips_weights, config.device)
     if losses.adversarial is not None:
-        return _train_adversarial(tokenizer, dataset, config, losses, perceptual, out_dir, resume, eval_fn)
+        return _train_adversarial(tokenizer, source, config, losses, perceptual, out_dir, resume, eval_fn, parallel, env)
 
-    def loss_fn(model, step):
+    def loss_fn(model, step, micro):
         _set_quantizer_step(model, step)
-        images, _ = dataset.batch(batch_indices(len(dataset), config.batch_size, step, config.seed), config.device)
+        images, _ = source.micro_batches(step)[micro]
         out = tokenizer_loss(model, images, losses.l1_weight, l2_weight=losses.l2_weight, perceptual=perceptual,
                              perceptual_weight=losses.perceptual_weight)
         del out["reconstruction"], out["reconstruction_loss"]
         return {**out, "batch_size": images.shape[0]}
 
-    return train(tokenizer, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="tokenizer")
+    return train(tokenizer, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="tokenizer",
+                 parallel=parallel, env=env, routed=(), extra_meta={"num_items": source.num_items})
+
+
+class InMemorySteps:
+    """Step-keyed micro-batches of an in-memory `ImageDataset` for this rank (`Shard.indices`);
+    the micro-batches of the current step are kept so micro-step k reads its slice."""
+
+    def __init__(self, dataset: ImageDataset, per_rank_batch: int, shard, seed: int, device) -> None:
+        self.dataset, self.per_rank_batch, self.shard, self.seed, self.device = dataset, per_rank_batch, shard, seed, device
+        self.num_items = len(dataset)
+        self._step, self._batches = None, []
+
+    def micro_batches(self, step: int) -> list:
+        if step != self._step:
+            self._step = step
+            self._batches = [self.dataset.batch(index, self.device)
+                             for index in self.shard.indices(self.num_items, self.per_rank_batch, step, self.seed)]
+        return self._batches
+
+
+def step_batches(dataset, config: TrainConfig, env):
+    """The step-keyed batch source for ``dataset`` (streaming sources are one already)."""
+    if hasattr(dataset, "micro_batches"):
+        return dataset
+    device = env.device if env.distributed else config.device
+    return InMemorySteps(dataset, config.batch_size, env.shard(config.grad_accum), config.seed, device)
 
 
 def _train_adversarial(
     tokenizer: Tokenizer,
-    dataset: ImageDataset,
+    source,
     config: TrainConfig,
     losses: TokenizerLossConfig,
     perceptual: PerceptualLoss | None,
     out_dir: str | Path | None,
     resume: bool,
     eval_fn,
+    parallel=None,
+    env=SINGLE,
 ) -> TrainResult:
     """`artok.training.loop.train` with a second player: same schedule, clipping, EMA,
-    evaluation and checkpoint conventions, plus the discriminator's optimiser step."""
-    device = torch.device(config.device)
+    evaluation and checkpoint conventions, plus the discriminator's optimiser step. Under
+    torchrun the discriminator is wrapped like the tokenizer (DDP or FSDP2)."""
+    if config.grad_accum > 1:
+        raise ValueError("the adversarial phase takes no --grad-accum (two players alternate every micro-batch); "
+                         "use more processes or a larger --batch-size")
+    if parallel is not None and parallel.sharded and env.distributed:
+        raise ValueError("the adversarial phase runs under --parallel ddp, not fsdp (its adaptive weight needs the whole "
+                         "gradient of the decoder's last layer on every rank)")
+    device = torch.device(env.device if env.distributed else config.device)
     adversarial = AdversarialLoss(losses.adversarial, in_channels=tokenizer.config.in_channels).to(device).train()
     last_layer = last_decoder_layer(tokenizer)
     d_optimizer = build_optimizer(adversarial, losses.discriminator_lr or config.lr, config.weight_decay, config.betas)
@@ -177,18 +221,19 @@ def _train_adversarial(
         tokenizer, config, out_dir=out_dir, resume=resume,
         extra_state={"discriminator": adversarial, "discriminator_optimizer": d_optimizer,
                      "discriminator_scheduler": d_scheduler},
-        extra_meta={"losses": asdict(losses)},
+        extra_meta={"losses": asdict(losses), "num_items": source.num_items}, parallel=parallel, env=env, routed=(),
     )
+    critic = parallelize(adversarial, parallel, env).view(("generator_loss", "discriminator_loss"))
     clip = config.grad_clip if config.grad_clip > 0 else math.inf
     for step in session.steps("tokenizer+gan"):
         _set_quantizer_step(tokenizer, step)
-        images, _ = dataset.batch(batch_indices(len(dataset), config.batch_size, step, config.seed), config.device)
+        images, _ = source.micro_batches(step)[0]
         # Tokenizer step; the discriminator is frozen so L_G only reaches the tokenizer.
         adversarial.requires_grad_(False)
         with config.autocast():
-            out = tokenizer_loss(tokenizer, images, losses.l1_weight, l2_weight=losses.l2_weight, perceptual=perceptual,
+            out = tokenizer_loss(session.view, images, losses.l1_weight, l2_weight=losses.l2_weight, perceptual=perceptual,
                                  perceptual_weight=losses.perceptual_weight)
-            generator = adversarial.generator_loss(out["reconstruction"], out["reconstruction_loss"], last_layer, step)
+            generator = critic.generator_loss(out["reconstruction"], out["reconstruction_loss"], last_layer, step)
         loss = out["loss"] + generator["loss"]
         grad_norm = session.backward(step, loss, tokenizer.parameters(), clip)
         if grad_norm is None:
@@ -198,10 +243,10 @@ def _train_adversarial(
         # Discriminator step on the same batch (no update before the start step).
         adversarial.requires_grad_(True)
         with config.autocast():
-            disc = adversarial.discriminator_loss(images, out["reconstruction"].detach(), step)
+            disc = critic.discriminator_loss(images, out["reconstruction"].detach(), step)
         if adversarial.active(step):
             d_optimizer.zero_grad(set_to_none=True)
-            d_reason = non_finite_reason(disc["loss"])
+            d_reason = non_finite_reason(all_reduce_mean(disc["loss"].detach()))
             if d_reason is None:
                 disc["loss"].backward()
                 d_reason = non_finite_reason(disc["loss"], torch.nn.utils.clip_grad_norm_(adversarial.parameters(), clip))
