@@ -144,3 +144,25 @@ def test_without_quant_conv_the_quantizer_reads_the_encoder():
     tokenizer = small_vq(quant_conv=False, latent_dim=8)
     assert isinstance(tokenizer.quant_conv, torch.nn.Identity) and tokenizer.encoder.conv_out.out_channels == 8
     assert tokenizer.decode(tokenizer.encode(images())).shape == (2, 3, 16, 16)
+
+
+def test_the_tokenizer_trainer_fits_it():
+    from artok.data.base import ImageDataset
+    from artok.training import TrainConfig, train_tokenizer
+
+    grey = (torch.arange(16)[:, None, None, None] * 15 + torch.zeros(16, 3, 16, 16)).to(torch.uint8)  # 16 flat colours
+    data = ImageDataset(grey, torch.zeros(16, dtype=torch.long), ["x"], "flat", "train")
+    config = TrainConfig(steps=30, batch_size=8, lr=3e-3, warmup_steps=2, log_every=1, progress=False)
+    history = train_tokenizer(small_kl().train(), data, config).history
+    first, last = (sum(entry["mse"] for entry in part) / 5 for part in (history[:5], history[-5:]))
+    assert last < 0.85 * first, (first, last)
+
+
+def test_cli_trains_an_autoencoder(tmp_path, capsys):
+    from artok.cli.main import main
+
+    assert main(["train-tokenizer", "--arch", "autoencoder", "--dataset", "digits", "--steps", "2", "--batch-size", "4",
+                 "--out", str(tmp_path / "ae"), "--no-progress"]) == 0
+    loaded = from_pretrained(tmp_path / "ae", role="tokenizer")
+    assert type(loaded) is AutoencoderTokenizer and loaded.config.encoder_attention_levels == (2,)
+    assert '"psnr"' in capsys.readouterr().out

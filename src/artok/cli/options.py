@@ -10,12 +10,13 @@ import json
 def _kinds() -> dict[str, tuple[str, type, tuple[str, ...]]]:
     """``{kind: (family, config class, fields the caller fills in)}``."""
     from artok.quantizers import QUANTIZERS
-    from artok.tokenizers import CNNTokenizerConfig, ViT1DTokenizerConfig
+    from artok.tokenizers import AutoencoderConfig, CNNTokenizerConfig, ViT1DTokenizerConfig
     from artok.zoo import KINDS
 
     kinds = {name: ("quantizer", config, ("dim",)) for name, (_, config) in QUANTIZERS.items()}
     kinds.update({name: ("generator", kind.config, kind.fixed) for name, kind in KINDS.items()})
     kinds.update({"cnn": ("tokenizer", CNNTokenizerConfig, ()), "vit1d": ("tokenizer", ViT1DTokenizerConfig, ())})
+    kinds["autoencoder"] = ("tokenizer", AutoencoderConfig, ())
     return kinds
 
 

@@ -44,8 +44,9 @@ def add_tokenizer_parser(sub) -> None:
     tok.add_argument("--batch-size", type=positive_int, help="images per step (default: the dataset preset)")
     tok.add_argument("--lr", type=positive_float, help="peak learning rate (default: the dataset preset)")
     tok.add_argument("--base-channels", type=positive_int, help="encoder width (default: the dataset preset)")
-    tok.add_argument("--arch", choices=("cnn", "vit1d"), default="cnn",
-                     help="cnn: 2D token grid (default); vit1d: TiTok-style 1D latent tokens with nested dropout")
+    tok.add_argument("--arch", choices=("cnn", "vit1d", "autoencoder"), default="cnn",
+                     help="cnn: 2D token grid (default); vit1d: TiTok-style 1D latent tokens with nested dropout; "
+                     "autoencoder: the taming/LDM conv autoencoder (LlamaGen VQ, MAR KL; see 'artok options autoencoder')")
     tok.add_argument("--num-tokens", type=positive_int, help="vit1d: number of 1D latent tokens (default: 32)")
     tok.add_argument("--dim", type=positive_int, help="vit1d: transformer width (default: 128)")
     tok.add_argument("--gan-weight", type=nonnegative_float, default=0.0,
@@ -126,7 +127,23 @@ def _tokenizer_config(args, train, preset, options):
     config = replace(preset.tokenizer, quantizer=args.quantizer, quantizer_options=options)
     if args.base_channels:
         config = replace(config, base_channels=args.base_channels)
+    if args.arch == "autoencoder":
+        return _autoencoder_config(config)
     return build_config(type(config), dict(vars(config)), "tokenizer options")
+
+
+def _autoencoder_config(cnn):
+    """The taming/LDM autoencoder at the preset's sizes: attention at the lowest level, the widest GroupNorm."""
+    from artok.tokenizers import AutoencoderConfig
+
+    widths = [cnn.base_channels * m for m in cnn.channel_multipliers]
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if all(w % g == 0 for w in widths))
+    last = (len(widths) - 1,)
+    return AutoencoderConfig(in_channels=cnn.in_channels, image_size=cnn.image_size, base_channels=cnn.base_channels,
+                             channel_multipliers=cnn.channel_multipliers, num_res_blocks=cnn.num_res_blocks,
+                             encoder_attention_levels=last, decoder_attention_levels=last, z_channels=cnn.latent_dim,
+                             latent_dim=cnn.latent_dim, norm_groups=groups, quantizer=cnn.quantizer,
+                             quantizer_options=cnn.quantizer_options)
 
 
 def cmd_train_tokenizer(args) -> int:
@@ -136,7 +153,7 @@ def cmd_train_tokenizer(args) -> int:
     from artok.hub import save_pretrained
     from artok.losses import GANConfig
     from artok.recipes import evaluate_tokenizer, preset_for
-    from artok.tokenizers import CNNTokenizer, ViT1DTokenizer
+    from artok.tokenizers import AutoencoderTokenizer, CNNTokenizer, ViT1DTokenizer
     from artok.training import train_tokenizer
     from artok.training.tokenizer_trainer import TokenizerLossConfig
 
@@ -155,7 +172,7 @@ def cmd_train_tokenizer(args) -> int:
     losses = TokenizerLossConfig(perceptual_weight=args.perceptual_weight, perceptual_weights=args.perceptual_weights,
                                  adversarial=adversarial)
     torch.manual_seed(args.seed)
-    tokenizer = ViT1DTokenizer(config) if args.arch == "vit1d" else CNNTokenizer(config)
+    tokenizer = {"vit1d": ViT1DTokenizer, "autoencoder": AutoencoderTokenizer}.get(args.arch, CNNTokenizer)(config)
     train_tokenizer(tokenizer, train, train_config, out_dir=args.out, resume=args.resume, losses=losses)
     save_pretrained(tokenizer, args.out, extra={"dataset": args.dataset, "image_size": list(train.image_size)})
     metrics = evaluate_tokenizer(tokenizer, load_dataset(args.dataset, "test", image_size=args.image_size),
