@@ -129,3 +129,24 @@ def test_options_and_list(tmp_path, capsys):
     assert "--grid does not apply to llamagen-vq" in _error(capsys)
     assert main(["convert", "llamagen-vq"]) == 2
     assert "give FORMAT CHECKPOINT OUT" in _error(capsys)
+
+
+def test_converted_gpt_and_vq_sample_images_end_to_end(tokenizer, tmp_path):
+    """artok convert llamagen + llamagen-vq, then artok sample on the two folders: a PNG grid."""
+    from PIL import Image
+    from test_convert_llamagen import _llamagen_named
+
+    from artok.generators import RasterConfig, RasterGenerator
+    from artok.tokens import TokenSpec
+
+    torch.manual_seed(1)
+    spec = TokenSpec("discrete", "grid", grid=(8, 8), vocab_size=64)
+    gpt = RasterGenerator(RasterConfig(token_spec=spec.to_dict(), num_classes=3, dim=32, depth=1, num_heads=2,
+                                       hidden_dim=64, rope_prefix="zero", norm_eps=1e-5, class_dropout=0.0))
+    torch.save({"model": _llamagen_named(gpt)}, tmp_path / "c2i.pt")
+    torch.save({"model": llamagen_named(tokenizer)}, tmp_path / "vq.pt")
+    assert main(["convert", "llamagen", str(tmp_path / "c2i.pt"), str(tmp_path / "gpt"), "--grid", "8", "--num-heads", "2"]) == 0
+    assert main(["convert", "llamagen-vq", str(tmp_path / "vq.pt"), str(tmp_path / "vq"), "--image-size", "16"]) == 0
+    assert main(["sample", "--generator", str(tmp_path / "gpt"), "--tokenizer", str(tmp_path / "vq"), "--labels", "0,2",
+                 "--per-label", "2", "--out", str(tmp_path / "grid.png"), "--no-progress"]) == 0
+    assert Image.open(tmp_path / "grid.png").size[0] >= 2 * 16
