@@ -30,7 +30,7 @@ TOKENIZERS = {
 }
 #: the tokenizer each generator kind is built on in the tests
 NATURAL = {"raster": "vq", "maskgit": "vq", "bitwise": "lfq", "next-scale": "msvq", "mar": "kl", "next-x": "kl",
-           "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq"}
+           "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq", "any-order": "vq"}
 SMALL = {"dim": 32, "depth": 1, "num_heads": 2}
 CONTINUOUS_SMALL = {"head_width": 16, "head_depth": 1}
 

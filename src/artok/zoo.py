@@ -23,6 +23,7 @@ next-x         `NextXGenerator`            continuous grid (KL)                 
 rar            `RARGenerator`              discrete grid (VQ/FSQ)                        RAR
 nar            `NARGenerator`              discrete grid (VQ/FSQ)                        NAR
 token-shuffle  `TokenShuffleGenerator`     discrete grid (VQ/FSQ)                        Token-Shuffle
+any-order      `AnyOrderGenerator`         discrete grid (VQ/FSQ)                        ASSD
 =============  ==========================  ===========================================  ==============
 
 Importing this module imports every built-in model, so `from_pretrained` (re-exported from
@@ -37,6 +38,8 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 import artok.tokenizers  # noqa: F401 - registers every built-in tokenizer, so `from_pretrained` below knows them
+from artok.generators.any_order.model import AnyOrderConfig, AnyOrderGenerator
+from artok.generators.any_order.sample import sample_any_order, sample_any_order_recompute
 from artok.generators.base import Generator
 from artok.generators.mar.model import MARConfig, MARGenerator
 from artok.generators.mar.sample import sample_mar
@@ -196,6 +199,9 @@ for _row in (
     Kind("token-shuffle", TokenShuffleGenerator, TokenShuffleConfig, "raster", sample_token_shuffle,
          uncached=sample_token_shuffle_recompute,
          description="Token-Shuffle raster GPT over s x s merged windows (h w / s^2 steps)"),
+    Kind("any-order", AnyOrderGenerator, AnyOrderConfig, "raster", sample_any_order,
+         uncached=sample_any_order_recompute, fixed=("token_spec", "num_classes", "head", "head_width", "head_depth"),
+         description="any-subset AR (random orders, target-aware positions); exact parallel ASSD sampling"),
 ):
     register_kind(_row)
 

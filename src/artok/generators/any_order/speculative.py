@@ -1,0 +1,119 @@
+"""Any-subset speculative decoding (ASSD; Guo & Ermon, https://arxiv.org/abs/2504.20456): an
+any-subset autoregressive model drafts ``k`` tokens in parallel from its own any-subset
+conditionals ``q_i = p(x_{t_i} | x_S)`` (one pass, `AnyOrderGenerator.subset_conditionals`), then
+one causal pass over the drafts gives the sequential conditionals ``p_i = p(x_{t_i} | x_S,
+x_{t_<i})``; draft ``i`` is kept with probability ``min(1, p_i / q_i)`` (in order, until the
+first rejection), the rejected one is redrawn from ``max(0, p_i - q_i)`` normalised, and when all
+``k`` are kept a bonus token comes from the verification pass. By the speculative-sampling argument
+each kept or redrawn token has law ``p_i`` given what precedes it, so a sample has exactly the
+model's autoregressive law in its visiting order (the plain loop's law; tested by enumeration).
+
+Every pass recomputes the visited prefix (no KV cache: rows advance by different amounts). The
+guidance scale is constant (a schedule over steps would differ per row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from artok.generators.any_order.sample import _doubled, draw_orders
+from artok.generators.raster.sample import guided_labels
+from artok.sampling.configs import SamplerConfig
+from artok.sampling.logits import cfg_combine, exponential_noise, logits_to_probs
+from artok.tokens import Tokens
+
+
+@dataclass
+class ASSDOutput:
+    """ASSD's samples and counts: ``forwards`` model passes in all (draft + verify, each over the
+    whole batch), ``iterations`` per row (two passes each), ``tokens_per_forward`` =
+    tokens per image / (2 x mean iterations)."""
+
+    tokens: Tokens
+    forwards: int
+    iterations: torch.Tensor
+    tokens_per_forward: float
+
+
+def guided(logits: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
+    """Probabilities ``B x ... x V`` from model logits (rows doubled under CFG)."""
+    if config.uses_cfg:
+        cond, uncond = logits.chunk(2)
+        logits = cfg_combine(cond.float(), uncond.float(), config.cfg_scale)
+    return logits_to_probs(logits.float(), config.temperature, config.top_k, config.top_p)
+
+
+def accept_drafts(drafts, draft_probs, target_probs, valid, rng) -> torch.Tensor:
+    """Leading kept drafts per row (``B``): draft ``i`` kept with probability ``min(1, p/q)``."""
+    picked_p = target_probs.gather(-1, drafts[..., None]).squeeze(-1)
+    picked_q = draft_probs.gather(-1, drafts[..., None]).squeeze(-1)
+    uniform = torch.rand(drafts.shape, generator=rng, device=drafts.device, dtype=torch.float64)
+    keep = (uniform * picked_q.double() < picked_p.double()) & valid
+    return keep.long().cumprod(dim=1).sum(dim=1)
+
+
+def next_after(kept, draft_probs, target_probs, bonus_probs, rng) -> torch.Tensor:
+    """The token after the kept drafts (``B``): redrawn from ``max(0, p - q)`` at the first
+    rejection, or from the bonus conditional when every draft was kept."""
+    count, width = kept.shape[0], draft_probs.shape[1]
+    at = kept.clamp(max=width - 1)[:, None, None].expand(count, 1, draft_probs.shape[-1])
+    residual = (target_probs.gather(1, at) - draft_probs.gather(1, at)).clamp_min(0).squeeze(1)
+    target = target_probs.gather(1, at).squeeze(1)
+    residual = torch.where(residual.sum(-1, keepdim=True) > 0, residual, target)  # p == q: never rejected
+    probs = torch.where((kept == width)[:, None], bonus_probs, residual)
+    noise = exponential_noise(probs.shape, rng, probs.device, torch.float32)
+    return torch.argmax(probs / noise, dim=-1)
+
+
+def place(grid: torch.Tensor, cells: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A copy of ``grid`` with ``values[b, i]`` written at cell ``cells[b, i]`` where ``mask``."""
+    rows, columns = mask.nonzero(as_tuple=True)
+    out = grid.clone()
+    out[rows, cells[rows, columns]] = values[rows, columns]
+    return out
+
+
+@torch.no_grad()
+def sample_assd(generator, labels: torch.Tensor, config: SamplerConfig, rng: torch.Generator | None = None,
+                draft_length: int = 4, orders: torch.Tensor | None = None) -> ASSDOutput:
+    """ASSD samples of ``len(labels)`` grids (visiting ``orders``, default random from ``rng``),
+    with ``draft_length`` tokens drafted per iteration."""
+    if draft_length < 1:
+        raise ValueError(f"draft_length must be >= 1, got {draft_length}")
+    if config.uses_cfg and config.cfg_schedule != "constant":
+        raise ValueError("ASSD samples with a constant guidance scale; set cfg_schedule='constant'")
+    length, count, device = generator.config.seq_len, labels.shape[0], labels.device
+    orders = draw_orders(count, length, rng, device) if orders is None else orders
+    rows, row_orders = guided_labels(generator, labels, config), _doubled(orders, config)
+    grid = torch.zeros(count, length, dtype=torch.long, device=device)
+    known = torch.zeros(count, dtype=torch.long, device=device)
+    iterations = torch.zeros(count, dtype=torch.long, device=device)
+    forwards, steps = 0, torch.arange(draft_length, device=device)
+    while (known < length).any():
+        active = known < length
+        position = (known[:, None] + steps).clamp(max=length - 1)  # B x k order indices
+        valid = known[:, None] + steps < length
+        draft_probs = guided(generator.subset_conditionals(_doubled(grid, config), rows, row_orders,
+                                                           _doubled(known, config), draft_length), config)
+        drafts = torch.argmax(draft_probs / exponential_noise(draft_probs.shape, rng, device, torch.float32), dim=-1)
+        cells = orders.gather(1, position)
+        candidate = place(grid, cells, drafts, valid & active[:, None])
+        verify = guided(generator.ordered_logits(_doubled(candidate, config), rows, row_orders), config)  # B x L x V
+        target_probs = verify.gather(1, position[..., None].expand(-1, -1, verify.shape[-1]))
+        bonus_at = (known + draft_length).clamp(max=length - 1)
+        bonus_probs = verify.gather(1, bonus_at[:, None, None].expand(-1, 1, verify.shape[-1])).squeeze(1)
+        kept = accept_drafts(drafts, draft_probs, target_probs, valid, rng)
+        extra = next_after(kept, draft_probs, target_probs, bonus_probs, rng)
+        forwards += 2
+        keep_mask = (steps[None] < kept[:, None]) & active[:, None]
+        grid = place(grid, cells, drafts, keep_mask)
+        extra_position = known + kept
+        has_extra = active & (extra_position < length)
+        extra_cell = orders.gather(1, extra_position.clamp(max=length - 1)[:, None]).squeeze(1)
+        grid[has_extra, extra_cell[has_extra]] = extra[has_extra]
+        iterations += active.long()
+        known = torch.where(active, (known + kept + has_extra.long()).clamp(max=length), known)
+    rate = length / (2 * iterations.double().mean().item())
+    return ASSDOutput(Tokens(generator.spec, ids=grid), forwards, iterations, rate)
