@@ -15,6 +15,16 @@ from artok.cli.common import (
     positive_int,
     sampling_config,
 )
+from artok.cli.sample_export import (
+    add_export_arguments,
+    add_inception_arguments,
+    add_reference_parser,
+    cmd_sample_export,
+    inception_eval,
+    inception_network,
+    parse_labels,
+    reference_for,
+)
 
 
 def add_parser(sub) -> str:
@@ -24,7 +34,8 @@ def add_parser(sub) -> str:
     sample.add_argument("--tokenizer", help="saved tokenizer folder (default: the one recorded with the generator)")
     sample.add_argument("--labels", default=None, help="comma-separated class indices (default: every class)")
     sample.add_argument("--per-label", type=positive_int, default=8, help="images per label (default: 8)")
-    sample.add_argument("--out", default="samples.png", help="output PNG (default: samples.png)")
+    sample.add_argument("--out", default=None, help="output PNG (default: samples.png); with --num-images: a folder")
+    add_export_arguments(sample)
     add_sampling(sample)
     add_common(sample)
 
@@ -40,26 +51,13 @@ def add_parser(sub) -> str:
     ev.add_argument("--image-size", type=positive_int, help="square image side (default: the tokenizer's)")
     ev.add_argument("--samples-per-class", type=positive_int, default=50, help="samples per class (default: 50)")
     ev.add_argument("--out", default=None, help="write metrics JSON here (default: print only)")
+    add_inception_arguments(ev)
     add_sampling(ev)
     add_common(ev)
 
     ev.set_defaults(run=cmd_eval)
+    add_reference_parser(sub)
     return "sample"
-
-
-def _parse_labels(text: str | None, num_classes: int):
-    import torch
-
-    if text is None:
-        return torch.arange(num_classes)
-    try:
-        labels = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ValueError(f"--labels must be comma-separated integers, got {text!r}") from None
-    bad = [label for label in labels if not 0 <= label < num_classes]
-    if bad or not labels:
-        raise ValueError(f"labels must lie in [0, {num_classes}), got {text!r}")
-    return torch.tensor(labels)
 
 
 def _sample(generator, tokenizer, labels, sampler, args, draft, stats):
@@ -77,9 +75,14 @@ def cmd_sample(args) -> int:
     from artok.evaluation import save_image_grid
     from artok.pipeline import load_pair
 
+    from artok.cli.sample_export import wants_export
+
+    if wants_export(args):
+        return cmd_sample_export(args)
+    args.out = args.out or "samples.png"
     check_output_file(args.out)
     generator, tokenizer = load_pair(args.generator, args.tokenizer, args.device)
-    labels = _parse_labels(args.labels, generator.config.num_classes).repeat_interleave(args.per_label)
+    labels = parse_labels(args.labels, generator.config.num_classes).repeat_interleave(args.per_label)
     sampler, draft = sampling_config(args, generator)
     stats = []
     images = _sample(generator, tokenizer, labels, sampler, args, draft, stats)
@@ -89,6 +92,18 @@ def cmd_sample(args) -> int:
         print(f"speculative: {sum(s.mean_accepted for s in stats) / len(stats):.2f} per target pass, "
               f"acceptance {sum(s.acceptance_rate for s in stats) / len(stats):.3f}")
     return 0
+
+
+def _reconstructions(tokenizer, dataset, device: str, batch_size: int = 256):
+    """Decoded tokens of every image of ``dataset`` (float in [-1, 1], CPU): rFID's sample set."""
+    import torch
+
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            images, _ = dataset.batch(torch.arange(start, min(start + batch_size, len(dataset))), device)
+            parts.append(tokenizer.decode(tokenizer.encode(images)).cpu())
+    return torch.cat(parts)
 
 
 def cmd_eval(args) -> int:
@@ -112,7 +127,16 @@ def cmd_eval(args) -> int:
         raise ValueError("the model does not record its dataset; pass --dataset")
     image_size = args.image_size or getattr(tokenizer.config, "image_size", None)
     test = load_dataset(dataset, "test", image_size=image_size)
-    metrics = {f"tokenizer.{k}": v for k, v in evaluate_tokenizer(tokenizer, test, device=args.device).items()}
+    network = inception_network(args, dataset)
+    metrics, reference = {}, None
+    if network is not None:
+        reference, source = reference_for(args, network, test)
+        metrics.update({"inception.weights_sha256": network.weights_sha256, "inception.reference": source,
+                        "inception.convention": "uint8 round trip, grey to RGB, TF1 bilinear to 299, pt_inception-2015-12-05"})
+    metrics.update({f"tokenizer.{k}": v for k, v in evaluate_tokenizer(tokenizer, test, device=args.device).items()})
+    if network is not None:
+        metrics.update(inception_eval(network, reference, _reconstructions(tokenizer, test, args.device), "tokenizer",
+                                      reconstruction=True))
     if generator is not None:
         import torch
 
@@ -123,9 +147,13 @@ def cmd_eval(args) -> int:
         images = _sample(generator, tokenizer, labels, sampler, args, draft, stats)
         result = evaluate_samples(dataset, images, labels, train, test, progress=not args.no_progress)
         if not result:
+            how = ("Inception metrics are reported below" if network is not None else
+                   "give --inception-weights for Inception FID/IS/precision/recall")
             warnings.warn(f"no class accuracy or FD for {dataset}: a reference classifier exists only for "
-                          "digits, mnist and fashion-mnist", UserWarning, stacklevel=1)
+                          f"digits, mnist and fashion-mnist; {how}", UserWarning, stacklevel=1)
         metrics.update({f"generator.{k}": v for k, v in result.items()})
+        if network is not None:
+            metrics.update(inception_eval(network, reference, images, "generator"))
         if stats:
             metrics["generator.speculative_mean_accepted"] = sum(s.mean_accepted for s in stats) / len(stats)
             metrics["generator.speculative_acceptance_rate"] = sum(s.acceptance_rate for s in stats) / len(stats)
