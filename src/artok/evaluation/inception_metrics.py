@@ -130,14 +130,15 @@ class InceptionReference:
 
 def inception_metrics(samples: InceptionFeatures, reference: InceptionReference, *, splits: int = 10,
                       k: int = 3) -> dict[str, float]:
-    """FID, sFID (when the reference has spatial statistics), IS and precision/recall (when it has
-    features) of ``samples``, with the sample and reference counts."""
+    """FID, sFID (when the reference has spatial statistics), IS (at least ``splits`` samples) and
+    precision/recall (when the reference has features, both sets more than ``k``) of ``samples``,
+    with the sample and reference counts."""
     metrics = {"fid": frechet_distance_from_statistics(feature_statistics(samples.pool), reference.pool)}
     if reference.spatial is not None:
         metrics["sfid"] = frechet_distance_from_statistics(feature_statistics(samples.spatial), reference.spatial)
     if len(samples) >= splits:
         metrics["inception_score"], metrics["inception_score_std"] = inception_score(samples.logits, splits)
-    if reference.features is not None:
+    if reference.features is not None and min(len(samples), reference.features.shape[0]) > k:
         metrics.update(precision_recall(reference.features, samples.pool, k))
     metrics["num_samples"] = float(len(samples))
     metrics["num_reference"] = float(reference.pool.count)
