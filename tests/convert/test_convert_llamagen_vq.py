@@ -114,9 +114,11 @@ def test_wrong_truncated_and_foreign_files_are_refused(tokenizer, tmp_path, caps
     torch.save({"model": {"encoder.conv_in.weight": torch.zeros(4, 3, 3, 3),
                           "encoder.down.0.block.0.conv1.weight": torch.zeros(4, 4, 3, 3)}}, tmp_path / "kl.pt")
     (tmp_path / "code.pt").write_bytes(b"cos\nsystem\n(S'true'\ntR.")
+    torch.save({"model": {"quantize.embedding.weight": torch.zeros(4, 4),
+                          "encoder.down.0.block.0.conv1.weight": torch.zeros(4, 4, 3, 3)}}, tmp_path / "taming.pt")
     for name, message in (("cut.pt", "not a weights-only PyTorch file"), ("gpt.pt", "does not hold a LlamaGen VQ"),
                           ("kl.pt", "convert it with mar-vae"), ("code.pt", "not a weights-only PyTorch file"),
-                          ("missing.pt", "does not exist")):
+                          ("missing.pt", "does not exist"), ("taming.pt", "not in LlamaGen's layout")):
         assert main(["convert", "llamagen-vq", str(tmp_path / name), str(tmp_path / "out")]) == 2
         assert message in _error(capsys), name
 

@@ -42,6 +42,9 @@ def ldm_names(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Te
     if "quantize.embedding.weight" not in state:
         hint = " (it is a KL autoencoder: convert it with mar-vae)" if "encoder.down.0.block.0.conv1.weight" in state else ""
         raise ValueError(f"{source} does not hold a LlamaGen VQ state dict (no 'quantize.embedding.weight'){hint}")
+    if not any(key.startswith("encoder.conv_blocks.") for key in state):
+        raise ValueError(f"{source} is not in LlamaGen's layout (no encoder.conv_blocks.*); a taming VQGAN (encoder.down.*) "
+                         "searches unnormalised codes, which llamagen-vq does not convert")
     decoder_levels = {int(m.group(2)) for m in map(_BLOCKS.match, state) if m and m.group(1) == "decoder"}
     last = max(decoder_levels, default=0)
     renamed = {}
