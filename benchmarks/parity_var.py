@@ -15,8 +15,9 @@ saved with ``torch.save(model.state_dict())`` as VAR publishes them (``vae_ch160
    consumed and the two samplers' different draws do not matter) and CFG on vs artok's plain loop
    and `NextScaleEngine` with ``cfg_scale = 1 + cfg``, linear schedule: identical tokens and the
    decoded images' max |difference|;
-4. ``--timing``: CPU seconds of VAR's sampler (which includes its VAE decode) vs artok's plain loop
-   and engine (each followed by the decode) at batch 1 and 8.
+4. ``--timing 1,8``: CPU seconds of VAR's sampler (which includes its VAE decode) vs artok's plain
+   loop and engine (each followed by the decode) at those batch sizes, VAR's demo settings (cfg 4,
+   top-k 900, top-p 0.95).
 
 VAR imports ``huggingface_hub`` (for a hub mixin) which artok does not need: a stub module stands in
 for it inside this script when it is not installed.
@@ -129,8 +130,9 @@ def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def vae_parity(vae, tokenizer, images: torch.Tensor) -> tuple[dict, list[torch.Tensor]]:
     their_latents = vae.quant_conv(vae.encoder(images))
     our_latents = tokenizer.encode_latents(images)
-    their_ids = vae.img_to_idxBl(images)
-    our_ids = tokenizer.quantizer.split_ids(tokenizer.encode(images).ids)
+    # the ids of each side from its own latents (what img_to_idxBl / encode do, without encoding twice)
+    their_ids = vae.quantize.f_to_idxBl_or_fhat(their_latents, to_fhat=False)
+    our_ids = tokenizer.quantizer.split_ids(tokenizer.quantizer(our_latents).ids)
     same = [float((a.reshape(a.shape[0], -1) == b.reshape(b.shape[0], -1)).float().mean()) for a, b in zip(their_ids, our_ids)]
     their_pixels = vae.idxBl_to_img(their_ids, same_shape=True, last_one=True)
     from artok.tokens import Tokens
@@ -146,6 +148,8 @@ def vae_parity(vae, tokenizer, images: torch.Tensor) -> tuple[dict, list[torch.T
 
 @torch.no_grad()
 def logits_parity(var, vae, generator, ids_per_scale: list[torch.Tensor], labels: torch.Tensor) -> dict:
+    """Teacher-forced logits on the same ids and classes (any ids: VAR's ``idxBl_to_var_input`` builds
+    the inputs from the VAE's codebook and phi convolutions, artok's generator from its copy)."""
     var.cond_drop_rate = 0.0  # VAR drops labels inside forward (training); off for the comparison
     theirs = var(labels, vae.quantize.idxBl_to_var_input(ids_per_scale))
     ours = generator(torch.cat(ids_per_scale, dim=1), labels)
@@ -196,12 +200,11 @@ def sampling_parity(var, generator, tokenizer, labels: torch.Tensor, cfg: float)
             "images_max_abs_diff_0_1": max_diff(their_images, our_images)}
 
 
-def seconds(function, repeats: int = 1) -> float:
-    function()  # warm-up
+def seconds(function) -> float:
+    """Wall seconds of one call (CPU, eager: nothing to warm up but the allocator, so no warm-up run)."""
     start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    return (time.perf_counter() - start) / repeats
+    function()
+    return time.perf_counter() - start
 
 
 @torch.no_grad()
@@ -210,7 +213,8 @@ def timing(var, generator, tokenizer, cfg: float, batches: tuple[int, ...]) -> l
     from artok.generators.next_scale.sample import sample_next_scale
     from artok.sampling.configs import NextScaleSamplerConfig
 
-    config = NextScaleSamplerConfig(cfg_scale=1.0 + cfg, cfg_schedule="linear", top_k=900, top_p=0.95)
+    top_k = min(900, generator.spec.vocab_size)  # VAR's demo top-k (fewer for a small test vocabulary)
+    config = NextScaleSamplerConfig(cfg_scale=1.0 + cfg, cfg_schedule="linear", top_k=top_k, top_p=0.95)
     rows = []
     for batch in batches:
         labels = torch.arange(batch) % generator.config.num_classes
@@ -218,7 +222,7 @@ def timing(var, generator, tokenizer, cfg: float, batches: tuple[int, ...]) -> l
         rows.append({
             "batch": batch,
             "var_autoregressive_infer_cfg_s": seconds(lambda: var.autoregressive_infer_cfg(
-                batch, labels, g_seed=0, cfg=cfg, top_k=900, top_p=0.95)),
+                batch, labels, g_seed=0, cfg=cfg, top_k=top_k, top_p=0.95)),
             "artok_plain_plus_decode_s": seconds(lambda: tokenizer.decode(sample_next_scale(
                 generator, labels, config, torch.Generator().manual_seed(0)))),
             "artok_engine_plus_decode_s": seconds(lambda: tokenizer.decode(engine.sample(
@@ -240,7 +244,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=16, help="photos for the VAE check")
     parser.add_argument("--batch", type=int, default=4, help="sequences for the logits / sampling checks")
     parser.add_argument("--cfg", type=float, default=4.0, help="VAR's cfg (artok cfg_scale = 1 + cfg)")
-    parser.add_argument("--timing", action="store_true", help="also time the samplers at batch 1 and 8")
+    parser.add_argument("--timing", default="", metavar="1,8",
+                        help="also time the samplers at these batch sizes (default: no timing)")
+    parser.add_argument("--keep", help="keep the saved VAR files and the converted folders here (for artok sample)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/bench/parity_var.json")
     args = parser.parse_args()
@@ -254,13 +260,15 @@ def main() -> None:
             num_classes=args.num_classes, depth=args.depth, shared_aln=args.shared_adaln, attn_l2_norm=True,
             flash_if_available=False, fused_if_available=False)
     vae.eval(), var.eval()
-    images = photos(args.image_size, args.images)
-    redraw_vae(vae, images, seed=0)
+    images = photos(args.image_size, max(args.images, 2))
+    redraw_vae(vae, images[:2], seed=0)  # two photos set the codebook's spread
+    images = images[: args.images]
     redraw_var(var, seed=1)
     from artok.zoo import from_pretrained
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(args.keep or scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
         torch.save(vae.state_dict(), tmp / "vae_ch160v4096z32.pth")
         torch.save(var.state_dict(), tmp / f"var_d{args.depth}.pth")
         start = time.perf_counter()
@@ -275,21 +283,23 @@ def main() -> None:
               "vae_ch": args.ch, "vocab": args.vocab, "image_size": args.image_size, "patch_nums": list(patch_nums),
               "generator_params_M": sum(p.numel() for p in generator.parameters()) / 1e6,
               "conversion_s": conversion_s, "torch": torch.__version__, "threads": args.threads}
-    vae_result, ids = vae_parity(vae, tokenizer, images)
-    result["vae"] = vae_result
-    print("vae", json.dumps(vae_result))
-    labels = torch.arange(args.batch) * 7 % args.num_classes
-    batch_ids = [scale_ids[: args.batch] for scale_ids in ids]
-    result["transformer"] = logits_parity(var, vae, generator, batch_ids, labels)
-    print("transformer", json.dumps(result["transformer"]))
-    result["sampling"] = sampling_parity(var, generator, tokenizer, labels, args.cfg)
-    print("sampling", json.dumps(result["sampling"]))
-    if args.timing:
-        result["timing"] = timing(var, generator, tokenizer, args.cfg, (1, 8))
-        print("timing", json.dumps(result["timing"]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+
+    def record(section: str, value) -> None:  # written after every section, so a long run keeps what it has
+        result[section] = value
+        print(section, json.dumps(value), flush=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+    labels = torch.arange(args.batch) * 7 % args.num_classes
+    generator_ids = torch.Generator().manual_seed(3)
+    ids = [torch.randint(args.vocab, (args.batch, p * p), generator=generator_ids) for p in patch_nums]
+    record("transformer", logits_parity(var, vae, generator, ids, labels))
+    record("sampling", sampling_parity(var, generator, tokenizer, labels, args.cfg))
+    if args.images:
+        record("vae", vae_parity(vae, tokenizer, images)[0])
+    if args.timing:
+        record("timing", timing(var, generator, tokenizer, args.cfg, tuple(int(b) for b in args.timing.split(","))))
     print(f"wrote {out}")
 
 

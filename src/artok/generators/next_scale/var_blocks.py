@@ -141,18 +141,20 @@ def build_var_blocks(dim: int, depth: int, num_heads: int, hidden_dim: int, *, s
 @torch.no_grad()
 def init_var_weights(generator, adaln: float = 0.5, adaln_gamma: float = 1e-5, head: float = 0.02) -> None:
     """VAR's ``init_weights`` (automatic std ``sqrt(1 / (3 dim))``) on a ``block="var"`` generator;
-    the frozen quantizer copy is left alone."""
+    the frozen quantizer copy is left alone. VAR draws from a normal truncated at +-2, which at these
+    stds (< 0.06) is more than 30 standard deviations out, so a plain normal draw is the same law
+    (and several times faster on CPU)."""
     dim, depth = generator.config.dim, generator.config.depth
     std = (1 / dim / 3) ** 0.5
     for name, module in generator.named_modules():
         if name.startswith("scale_quantizer"):
             continue
         if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.trunc_normal_(module.weight, std=std)
+            nn.init.normal_(module.weight, std=std)
             if getattr(module, "bias", None) is not None:
                 module.bias.zero_()
     for param in (generator.start_position, generator.position):
-        nn.init.trunc_normal_(param, std=std)
+        nn.init.normal_(param, std=std)
     generator.head.proj.weight.mul_(head)
     generator.out_norm.modulation.weight.mul_(adaln)
     for block in generator.blocks:
