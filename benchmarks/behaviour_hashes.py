@@ -167,7 +167,7 @@ VIT1D_QUANTIZERS: dict[str, tuple[int, dict]] = {
 
 #: each generator kind's natural tokenizer (a key of `CNN_QUANTIZERS`)
 NATURAL_TOKENIZER = {"raster": "vq", "maskgit": "vq", "bitwise": "lfq", "next-scale": "msvq", "mar": "kl",
-                     "next-x": "kl", "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq", "any-order": "vq"}
+                     "next-x": "kl", "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq", "any-order": "vq", "hi-mar": "kl"}
 SMALL_OPTIONS = {"dim": 32, "depth": 1, "num_heads": 2}
 DRAFT_OPTIONS = {"dim": 16, "depth": 1, "num_heads": 2}
 CONTINUOUS_HEAD_OPTIONS = {"head_width": 16, "head_depth": 1}
@@ -215,7 +215,7 @@ def vit1d_tokenizer(quantizer: str):
 
 
 def generator_options(kind: str, small: dict) -> dict:
-    continuous = kind in ("mar", "next-x")
+    continuous = kind in ("mar", "next-x", "hi-mar")
     return {**small, **(CONTINUOUS_HEAD_OPTIONS if continuous else {})}
 
 

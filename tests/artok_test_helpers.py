@@ -30,14 +30,14 @@ TOKENIZERS = {
 }
 #: the tokenizer each generator kind is built on in the tests
 NATURAL = {"raster": "vq", "maskgit": "vq", "bitwise": "lfq", "next-scale": "msvq", "mar": "kl", "next-x": "kl",
-           "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq", "any-order": "vq"}
+           "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq", "any-order": "vq", "hi-mar": "kl"}
 SMALL = {"dim": 32, "depth": 1, "num_heads": 2}
 CONTINUOUS_SMALL = {"head_width": 16, "head_depth": 1}
 
 
 def options_for(kind: str) -> dict:
     """Tiny generator options for ``kind``."""
-    return {**SMALL, **(CONTINUOUS_SMALL if kind in ("mar", "next-x") else {})}
+    return {**SMALL, **(CONTINUOUS_SMALL if kind in ("mar", "next-x", "hi-mar") else {})}
 
 
 def fast_sampler(generator, cfg_scale: float | None = None, iterations: int = 4, steps: int = 3):

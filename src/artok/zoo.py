@@ -24,6 +24,7 @@ rar            `RARGenerator`              discrete grid (VQ/FSQ)               
 nar            `NARGenerator`              discrete grid (VQ/FSQ)                        NAR
 token-shuffle  `TokenShuffleGenerator`     discrete grid (VQ/FSQ)                        Token-Shuffle
 any-order      `AnyOrderGenerator`         discrete grid (VQ/FSQ)                        ASSD
+hi-mar         `HiMARGenerator`            continuous grid (KL)                          Hi-MAR
 =============  ==========================  ===========================================  ==============
 
 Importing this module imports every built-in model, so `from_pretrained` (re-exported from
@@ -41,6 +42,8 @@ import artok.tokenizers  # noqa: F401 - registers every built-in tokenizer, so `
 from artok.generators.any_order.model import AnyOrderConfig, AnyOrderGenerator
 from artok.generators.any_order.sample import sample_any_order, sample_any_order_recompute
 from artok.generators.base import Generator
+from artok.generators.hi_mar.model import HiMARConfig, HiMARGenerator
+from artok.generators.hi_mar.sample import sample_hi_mar
 from artok.generators.mar.model import MARConfig, MARGenerator
 from artok.generators.mar.sample import sample_mar
 from artok.generators.mar.speculative import speculative_sample_mar
@@ -202,6 +205,8 @@ for _row in (
     Kind("any-order", AnyOrderGenerator, AnyOrderConfig, "raster", sample_any_order,
          uncached=sample_any_order_recompute, fixed=("token_spec", "num_classes", "head", "head_width", "head_depth"),
          description="any-subset AR (random orders, target-aware positions); exact parallel ASSD sampling"),
+    Kind("hi-mar", HiMARGenerator, HiMARConfig, "mar", sample_hi_mar, estimates_token_scale=True,
+         description="Hi-MAR: MAR over low-resolution pivots, then over the full grid given them"),
 ):
     register_kind(_row)
 
