@@ -74,7 +74,7 @@ class MemorySampler:
             self._sample()
             time.sleep(self.interval)
 
-    def __enter__(self) -> "MemorySampler":
+    def __enter__(self) -> MemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self

@@ -8,7 +8,12 @@ import torch
 from artok_test_helpers import TOKENIZERS
 
 from artok.data import DatasetError, load_dataset
-from artok.data.encode_shards import EncodeOptions, augmented_views, encode_shards, write_manifest
+from artok.data.encode_shards import (
+    EncodeOptions,
+    augmented_views,
+    encode_shards,
+    write_manifest,
+)
 from artok.data.stream import MemoryItems
 from artok.data.token_shards import TokenBatches, TokenShards, shard_names
 from artok.distributed.sharding import Shard

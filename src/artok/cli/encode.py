@@ -53,6 +53,12 @@ def _world() -> tuple[int, int]:
     return rank, world
 
 
+def _rank_device(device: str) -> str:
+    """``cuda`` under torchrun means this rank's GPU, ``cuda:LOCAL_RANK``."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    return f"cuda:{local_rank}" if device == "cuda" and local_rank is not None else device
+
+
 def _dataset(args, image_size: int, channels: int):
     from artok.data import load_dataset
     from artok.data.stream import MemoryItems, is_stream_name, open_stream
@@ -66,13 +72,19 @@ def _dataset(args, image_size: int, channels: int):
 def _encode(args, rank: int, world: int, combine) -> int:
     import torch
 
-    from artok.data.encode_shards import EncodeOptions, crop_size, encode_shards, write_manifest
+    from artok.data.encode_shards import (
+        EncodeOptions,
+        crop_size,
+        encode_shards,
+        write_manifest,
+    )
     from artok.zoo import from_pretrained
 
     if args.threads:
         torch.set_num_threads(args.threads)
     out = check_output_dir(args.out)
-    tokenizer = from_pretrained(args.tokenizer, args.device, role="tokenizer")
+    device = _rank_device(args.device)
+    tokenizer = from_pretrained(args.tokenizer, device, role="tokenizer")
     image_size = args.image_size or tokenizer.config.image_size
     if image_size != tokenizer.config.image_size:
         raise ValueError(f"--image-size {image_size}: the tokenizer takes {tokenizer.config.image_size} x "
@@ -81,7 +93,7 @@ def _encode(args, rank: int, world: int, combine) -> int:
                             shard_size=args.shard_size, values_dtype=args.values_dtype)
     dataset = _dataset(args, crop_size(image_size, args.augment), tokenizer.config.in_channels)
     summary = encode_shards(tokenizer, dataset, out, options, batch_size=args.batch_size, workers=args.workers,
-                            device=args.device, rank=rank, world_size=world, progress=not args.no_progress)
+                            device=device, rank=rank, world_size=world, progress=not args.no_progress)
     written, kept = combine([summary.written, summary.kept])
     if rank == 0:
         manifest = write_manifest(out, tokenizer, options, len(dataset), dataset.class_names)

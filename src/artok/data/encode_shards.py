@@ -28,7 +28,7 @@ from artok.data.token_shards import (
     shard_ranges,
 )
 from artok.hub import atomic_write_bytes, atomic_write_text
-from artok.tokens import Tokens, TokenSpec
+from artok.tokens import TokenSpec
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -100,27 +100,33 @@ def _record_matches(directory: Path, index: int, run: dict) -> bool:
         return False
 
 
-def _encode_range(tokenizer, dataset, start: int, stop: int, options: EncodeOptions, batch_size: int,
-                  workers: int, device, progress) -> tuple[list[Tokens], list[torch.Tensor], int]:
-    """Encode items [start, stop) batch by batch from ``start``; returns tokens, (index, label) rows, skipped."""
-    from artok.data.stream import collate_samples
+class _ShardBatches:
+    """The DataLoader ``batch_sampler`` of one process: the batches of every shard to write, in
+    order, each batch inside one shard and starting from the shard's first item; one loader (and
+    one set of workers) serves them all."""
+
+    def __init__(self, spans: list[tuple[int, int]], batch_size: int) -> None:
+        self.batches = [list(range(begin, min(begin + batch_size, stop)))
+                        for start, stop in spans for begin in range(start, stop, batch_size)]
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def _encode_batch(tokenizer, batch, options: EncodeOptions, device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(tokens A views deep, (index, label) rows)`` of one collated batch; None when it is empty."""
     from artok.data.transforms import convert_channels
 
-    batches = [list(range(begin, min(begin + batch_size, stop))) for begin in range(start, stop, batch_size)]
-    loader = torch.utils.data.DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate_samples)
-    chunks, rows, skipped = [], [], 0
-    channels = tokenizer.config.in_channels
-    for batch in loader:
-        skipped += batch.skipped
-        progress(batch.images.shape[0] + batch.skipped)
-        if batch.images.shape[0] == 0:
-            continue
-        images = convert_channels(batch.images, channels).to(device=device, dtype=torch.float32).div_(127.5).sub_(1.0)
-        views = augmented_views(images, options.augment, options.image_size)
-        tokens = tokenizer.encode(views.flatten(0, 1)).to("cpu")
-        chunks.append(tokens.data.reshape(views.shape[0], views.shape[1], *tokens.data.shape[1:]))
-        rows.append(torch.stack([batch.indices, batch.labels], dim=1))
-    return chunks, rows, skipped
+    if batch.images.shape[0] == 0:
+        return None
+    images = convert_channels(batch.images, tokenizer.config.in_channels)
+    images = images.to(device=device, dtype=torch.float32).div_(127.5).sub_(1.0)
+    views = augmented_views(images, options.augment, options.image_size)
+    tokens = tokenizer.encode(views.flatten(0, 1)).data.to("cpu")
+    return tokens.reshape(views.shape[0], views.shape[1], *tokens.shape[1:]), torch.stack([batch.indices, batch.labels], 1)
 
 
 def _write_shard(directory: Path, index: int, span: tuple[int, int], arrays: tuple[np.ndarray, np.ndarray],
@@ -166,11 +172,13 @@ def encode_shards(tokenizer, dataset, out_dir, options: EncodeOptions, *, batch_
     """Encode this process's shards of ``dataset`` into ``out_dir`` (see the module docstring).
 
     ``dataset[i]`` must return ``(uint8 C x H x W image or None, label, i)`` at ``crop_size(image_size,
-    augment)``: a `StreamingImages`, or `memory_items` of an in-memory dataset. The manifest is written
+    augment)``: a `StreamingImages`, or a `MemoryItems` of an in-memory dataset. The manifest is written
     afterwards by `write_manifest`, once every process is done.
     """
     import torch.distributed as dist
     from tqdm.auto import tqdm
+
+    from artok.data.stream import collate_samples
 
     if world_size > 1 and dist.is_available() and dist.is_initialized():
         raise RuntimeError("encode_shards: call it before init_process_group; each rank encodes a different number of "
@@ -183,15 +191,28 @@ def encode_shards(tokenizer, dataset, out_dir, options: EncodeOptions, *, batch_
     bar = tqdm(total=sum(stop - start for _, (start, stop) in mine), desc="encode", unit="image",
                disable=not progress or rank != 0)
     summary = EncodeSummary()
-    tokenizer.to(device).eval()
+    todo = []
     for index, (start, stop) in mine:
         if _record_matches(directory, index, run):
             summary.kept += 1
             bar.update(stop - start)
-            continue
+        else:
+            todo.append((index, (start, stop)))
+    tokenizer.to(device).eval()
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=_ShardBatches([span for _, span in todo], batch_size),
+                                         num_workers=workers if todo else 0, collate_fn=collate_samples)
+    batches = iter(loader)
+    for index, (start, stop) in todo:
+        chunks, rows, skipped = [], [], 0
         with torch.inference_mode():
-            chunks, rows, skipped = _encode_range(tokenizer, dataset, start, stop, options, batch_size, workers,
-                                                  device, bar.update)
+            for _ in range(-(-(stop - start) // batch_size)):
+                batch = next(batches)
+                skipped += batch.skipped
+                bar.update(batch.images.shape[0] + batch.skipped)
+                encoded = _encode_batch(tokenizer, batch, options, device)
+                if encoded is not None:
+                    chunks.append(encoded[0])
+                    rows.append(encoded[1])
         items = torch.cat(rows).numpy() if rows else np.zeros((0, 2), dtype=np.int64)
         _write_shard(directory, index, (start, stop), (_storage(chunks, spec, options, views), items), skipped, run)
         summary.written += 1

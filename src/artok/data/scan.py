@@ -43,7 +43,7 @@ class FileTable:
     offsets: np.ndarray
 
     @classmethod
-    def from_names(cls, root: str | os.PathLike, names: list[bytes]) -> "FileTable":
+    def from_names(cls, root: str | os.PathLike, names: list[bytes]) -> FileTable:
         lengths = np.fromiter((len(name) for name in names), dtype=np.int64, count=len(names))
         offsets = np.zeros(len(names) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
@@ -61,7 +61,7 @@ class FileTable:
     def path(self, index: int) -> str:
         return os.path.join(self.root, self.name(index))
 
-    def subset(self, indices) -> "FileTable":
+    def subset(self, indices) -> FileTable:
         """The files at ``indices`` (any integer sequence), in that order."""
         indices = np.asarray(indices, dtype=np.int64)
         return FileTable.from_names(self.root, [self.blob[self.offsets[i] : self.offsets[i + 1]].tobytes() for i in indices])

@@ -132,7 +132,7 @@ class StreamingBatches:
             self._iterator._shutdown_workers()
         self._iterator = None
 
-    def __enter__(self) -> "StreamingBatches":
+    def __enter__(self) -> StreamingBatches:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -175,7 +175,7 @@ class InMemoryBatches:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "InMemoryBatches":
+    def __enter__(self) -> InMemoryBatches:
         return self
 
     def __exit__(self, *exc) -> None:

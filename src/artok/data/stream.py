@@ -34,7 +34,12 @@ import numpy as np
 import torch
 
 from artok.data.errors import DatasetError
-from artok.data.folder import DEFAULT_MAX_PIXELS, FOLDER_TEST_FRACTION, _SPLIT_SEED, read_image
+from artok.data.folder import (
+    _SPLIT_SEED,
+    DEFAULT_MAX_PIXELS,
+    FOLDER_TEST_FRACTION,
+    read_image,
+)
 from artok.data.scan import FileTable, scan_folder
 from artok.data.splits import stratified_subset, stratified_test_mask
 
@@ -94,7 +99,7 @@ class StreamBatch:
     indices: torch.Tensor
     skipped: int
 
-    def pin_memory(self) -> "StreamBatch":  # called by DataLoader(pin_memory=True)
+    def pin_memory(self) -> StreamBatch:  # called by DataLoader(pin_memory=True)
         return StreamBatch(self.images.pin_memory(), self.labels.pin_memory(), self.indices, self.skipped)
 
 
