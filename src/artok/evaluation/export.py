@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -140,17 +141,35 @@ def merged_name(num_images: int, height: int, width: int) -> str:
     return f"samples_{num_images}x{height}x{width}x3.npz"
 
 
-def merge_shards(out: Path, plan: ExportPlan) -> Path:
-    """The ADM-layout ``.npz`` of all shards, in index order (written atomically)."""
-    parts = []
+def _write_npy(archive: zipfile.ZipFile, name: str, shape: tuple, dtype: np.dtype, chunks) -> None:
+    """One ``.npy`` member of an ``.npz``, streamed chunk by chunk (what ``np.load`` reads back)."""
+    with archive.open(f"{name}.npy", "w", force_zip64=True) as handle:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(handle, header)
+        for chunk in chunks:
+            handle.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
+
+
+def _shard_arrays(out: Path, plan: ExportPlan, key: str):
     for shard in range(plan.num_shards):
         with np.load(_shard_path(out, shard), allow_pickle=False) as file:
-            parts.append((file["arr_0"], file["arr_1"]))
-    images = np.concatenate([images for images, _ in parts])
-    labels = np.concatenate([labels for _, labels in parts])
-    path = out / merged_name(plan.num_images, images.shape[1], images.shape[2])
-    _save_npz(path, arr_0=images, arr_1=labels)
-    return path
+            yield file[key]
+
+
+def merge_shards(out: Path, plan: ExportPlan) -> Path:
+    """The ADM-layout ``.npz`` of all shards, in index order, streamed one shard at a time (memory
+    stays one shard, also at 50,000 x 256 x 256 x 3) and written atomically."""
+    with np.load(_shard_path(out, 0), allow_pickle=False) as file:
+        height, width = file["arr_0"].shape[1:3]
+    path = out / merged_name(plan.num_images, height, width)
+
+    def write(temporary: str) -> None:
+        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            _write_npy(archive, "arr_0", (plan.num_images, height, width, 3), np.dtype(np.uint8),
+                       _shard_arrays(out, plan, "arr_0"))
+            _write_npy(archive, "arr_1", (plan.num_images,), np.dtype(np.int64), _shard_arrays(out, plan, "arr_1"))
+
+    return atomic_write(path, write)
 
 
 def export_digest(out: Path, plan: ExportPlan) -> str:
