@@ -138,3 +138,17 @@ def test_assd_refuses_bad_options():
         sample_assd(generator, labels, SamplerConfig(), draft_length=0)
     with pytest.raises(ValueError, match="constant guidance"):
         sample_assd(generator, labels, replace(SamplerConfig(cfg_scale=2.0), cfg_schedule="linear"))
+
+
+
+def test_bench_times_the_any_order_loop_not_the_raster_one(tmp_path):
+    import json
+
+    from artok.cli.main import main
+    from artok.hub import save_pretrained
+
+    save_pretrained(_toy(grid=(3, 3), vocab=8), tmp_path / "gen")
+    assert main(["bench", "--checkpoint", str(tmp_path / "gen"), "--batch-sizes", "2", "--out",
+                 str(tmp_path / "bench.json"), "--no-progress"]) == 0
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert result["model"]["kind"] == "any-order" and result["rows"][0]["images_per_s"] > 0

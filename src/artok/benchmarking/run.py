@@ -49,7 +49,7 @@ def _load(config: BenchConfig, device: torch.device):
 
         generator = from_pretrained(config.checkpoint, device, role="generator").eval()
         kind = sampler_kind_for(generator)
-        if kind == "raster" and not isinstance(generator, RasterGenerator):
+        if kind == "raster" and type(generator) is not RasterGenerator:  # subclasses (RAR, any-order) too
             kind = kind_of(generator).name  # a registered kind with raster sampling: timed by its own loop
         sampler = sampler_config_for(generator, generator.extra.get("sampling"), _overrides(config, kind))
         return generator, kind, None, sampler
