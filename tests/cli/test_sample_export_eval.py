@@ -73,6 +73,12 @@ def test_folder_dataset_with_weights_reports_inception_metrics(setup, capsys, mo
                  "--inception-weights", str(setup / "inception.pth"), "--no-progress"]) == 0
     with np.load(tmp_path / "ref.npz") as written, np.load(cached[0]) as cache:
         assert np.array_equal(written["mu"], cache["mu"]) and int(written["count"]) == int(cache["count"])
+    # Streaming from disk (as for imagenet:ROOT) reads the same images: the same statistics.
+    assert main(["reference", "--dataset", f"folder:{setup / 'photos'}", "--stream", "--image-size", "8", "--workers", "0",
+                 "--out", str(tmp_path / "streamed.npz"), "--inception-weights", str(setup / "inception.pth"),
+                 "--no-progress"]) == 0
+    with np.load(tmp_path / "ref.npz") as written, np.load(tmp_path / "streamed.npz") as streamed:
+        assert np.allclose(written["mu"], streamed["mu"], atol=1e-6) and int(streamed["count"]) == int(written["count"])
     assert main(["eval", "--tokenizer", str(setup / "tok"), "--dataset", f"folder:{setup / 'photos'}", "--no-progress",
                  "--inception-weights", str(setup / "inception.pth"), "--reference", str(tmp_path / "ref.npz"),
                  "--out", str(tmp_path / "again.json")]) == 0

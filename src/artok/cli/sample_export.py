@@ -7,7 +7,7 @@ import json
 import sys
 import warnings
 
-from artok.cli.common import check_output_dir, positive_int
+from artok.cli.common import check_output_dir, nonnegative_int, positive_int
 
 
 def add_export_arguments(parser) -> None:
@@ -137,11 +137,15 @@ def add_reference_parser(sub) -> None:
                             description="Inception FID/sFID statistics (mu, sigma, mu_s, sigma_s, count) and pool features "
                             "(for precision/recall) of a dataset split, written as .npz for 'artok eval --reference'.")
     parser.add_argument("--dataset", required=True, help="dataset: digits, mnist, fashion-mnist, folder:PATH, ...")
-    parser.add_argument("--split", default="test", choices=("train", "test", "all"), help="split (default: test)")
+    parser.add_argument("--split", default="test", choices=("train", "test", "val", "all"),
+                        help="split (default: test; imagenet: val = test)")
     parser.add_argument("--image-size", type=positive_int, help="square image side (default: the dataset's)")
     parser.add_argument("--limit", type=positive_int, help="use only the first N images")
     parser.add_argument("--out", required=True, help="output .npz")
     parser.add_argument("--no-features", action="store_true", help="store only the statistics (no precision/recall)")
+    parser.add_argument("--stream", action="store_true",
+                        help="read folder: images from disk in batches (always for imagenet:ROOT; needs --image-size)")
+    parser.add_argument("--workers", type=nonnegative_int, default=2, help="loader processes when streaming (default: 2)")
     parser.add_argument("--inception-weights", metavar="PATH", help="pt_inception-2015-12-05-6726825d.pth (default: $ARTOK_INCEPTION)")
     add_common(parser)
     parser.set_defaults(run=cmd_reference)
@@ -157,9 +161,16 @@ def cmd_reference(args) -> int:
 
     check_output_file(args.out)
     network = inception_network(args, required=True)
-    dataset = load_dataset(args.dataset, args.split, limit=args.limit, image_size=args.image_size)
+    if args.stream or args.dataset.startswith("imagenet:"):
+        from artok.data.stream import open_stream
+
+        if args.image_size is None:
+            raise ValueError(f"streaming {args.dataset} needs --image-size (images are center-cropped to it, as ADM does)")
+        dataset = open_stream(args.dataset, args.split, image_size=args.image_size, limit=args.limit)
+    else:
+        dataset = load_dataset(args.dataset, args.split, limit=args.limit, image_size=args.image_size)
     started = time.perf_counter()
-    features = inception_features(network, dataset, progress=not args.no_progress)
+    features = inception_features(network, dataset, progress=not args.no_progress, workers=args.workers)
     reference = InceptionReference.from_features(features, source=f"{args.dataset} ({args.split})")
     save_reference(args.out, reference, network.weights_sha256, with_features=not args.no_features)
     print(f"wrote Inception statistics of {len(features)} {args.dataset} ({args.split}) images to {args.out} "

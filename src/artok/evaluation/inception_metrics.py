@@ -50,25 +50,39 @@ def as_image_tensor(images) -> torch.Tensor:
     return images
 
 
+def _batches(images, batch_size: int, workers: int):
+    """uint8 or float ``B x C x H x W`` batches of an image set (see `inception_features`)."""
+    if isinstance(images, torch.utils.data.Dataset) and not isinstance(images, ImageDataset):
+        from artok.data.stream import collate_samples  # a StreamingImages (folder:/imagenet: read from disk)
+
+        loader = torch.utils.data.DataLoader(images, batch_size=batch_size, num_workers=workers, collate_fn=collate_samples)
+        for batch in loader:
+            if batch.images.shape[0]:
+                yield batch.images
+        return
+    tensor = images.images if isinstance(images, ImageDataset) else as_image_tensor(images)
+    for start in range(0, tensor.shape[0], batch_size):
+        yield tensor[start : start + batch_size]
+
+
 @torch.no_grad()
 def inception_features(network, images, batch_size: int = 50, device: str | torch.device | None = None,
-                       progress: bool = False) -> InceptionFeatures:
+                       progress: bool = False, workers: int = 0) -> InceptionFeatures:
     """`InceptionFeatures` of ``images``: a float ``N x C x H x W`` tensor in [-1, 1], a uint8
-    tensor ``N x C x H x W`` or array ``N x H x W x C``, or an `ImageDataset` (read in batches)."""
+    tensor ``N x C x H x W`` or array ``N x H x W x C``, an `ImageDataset`, or a streaming dataset
+    (`artok.data.stream.StreamingImages`, read by ``workers`` loader processes; unreadable files
+    are left out)."""
     device = next(network.parameters()).device if device is None else torch.device(device)
-    tensor = images.images if isinstance(images, ImageDataset) else as_image_tensor(images)
-    count = tensor.shape[0]
-    if count == 0:
-        raise ValueError("no images given")
     parts = {"pool": [], "logits": [], "spatial": []}
-    bar = tqdm(total=count, unit="img", desc="inception features", disable=not progress, leave=False)
-    for start in range(0, count, batch_size):
-        batch = tensor[start : start + batch_size]
+    bar = tqdm(total=len(images), unit="img", desc="inception features", disable=not progress, leave=False)
+    for batch in _batches(images, batch_size, workers):
         output = network(inception_input(batch.to(device)))
         for key in parts:
             parts[key].append(output[key].float().cpu())
         bar.update(batch.shape[0])
     bar.close()
+    if not parts["pool"]:
+        raise ValueError("no images given")
     return InceptionFeatures(**{key: torch.cat(value) for key, value in parts.items()})
 
 
