@@ -28,8 +28,10 @@ from artok.cli.sample_export import (
 
 
 def add_parser(sub) -> str:
-    sample = sub.add_parser("sample", help="sample class-conditional images to a PNG grid",
-                            description="Sample images from a saved generator and write a PNG grid (one row per label).")
+    sample = sub.add_parser("sample", help="sample class-conditional images to a PNG grid, or export N images",
+                            description="Sample images from a saved generator and write a PNG grid (one row per label); "
+                            "with --num-images / --per-class, export them for outside evaluators (PNG class folders and "
+                            "the ADM .npz, resumable shards, split over torchrun ranks).")
     sample.add_argument("--generator", required=True, help="saved generator folder")
     sample.add_argument("--tokenizer", help="saved tokenizer folder (default: the one recorded with the generator)")
     sample.add_argument("--labels", default=None, help="comma-separated class indices (default: every class)")
