@@ -45,8 +45,10 @@ def _eval(setup, *extra):
 
 def test_folder_dataset_without_weights_says_why(setup, capsys, monkeypatch):
     monkeypatch.delenv("ARTOK_INCEPTION", raising=False)
-    assert main(_eval(setup)) == 0
+    assert main(_eval(setup, "--report", str(setup / "report.html"))) == 0
     captured = capsys.readouterr()
+    page = (setup / "report.html").read_text()
+    assert "tokenizer.psnr" in page and page.count("<img") == 1
     metrics = json.loads(captured.out)
     assert "tokenizer.psnr" in metrics and not any(key.startswith("generator.fid") for key in metrics)
     warnings = [line for line in captured.err.splitlines() if line.startswith("artok: warning:")]
@@ -57,8 +59,11 @@ def test_folder_dataset_without_weights_says_why(setup, capsys, monkeypatch):
 
 def test_folder_dataset_with_weights_reports_inception_metrics(setup, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("ARTOK_CACHE", str(tmp_path / "cache"))
-    assert main(_eval(setup, "--inception-weights", str(setup / "inception.pth"), "--out", str(tmp_path / "m.json"))) == 0
+    assert main(_eval(setup, "--inception-weights", str(setup / "inception.pth"), "--out", str(tmp_path / "m.json"),
+                      "--report", str(tmp_path / "r.html"))) == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
+    page = (tmp_path / "r.html").read_text()
+    assert "generator.fid" in page and "inception.weights_sha256" in page
     for key in ("generator.fid", "generator.sfid", "generator.inception_score", "generator.precision", "generator.recall",
                 "tokenizer.rfid", "tokenizer.rsfid"):
         assert np.isfinite(metrics[key]), key

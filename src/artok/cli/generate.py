@@ -20,6 +20,7 @@ from artok.cli.sample_export import (
     add_inception_arguments,
     add_reference_parser,
     cmd_sample_export,
+    eval_report,
     inception_eval,
     inception_network,
     parse_labels,
@@ -53,6 +54,7 @@ def add_parser(sub) -> str:
     ev.add_argument("--image-size", type=positive_int, help="square image side (default: the tokenizer's)")
     ev.add_argument("--samples-per-class", type=positive_int, default=50, help="samples per class (default: 50)")
     ev.add_argument("--out", default=None, help="write metrics JSON here (default: print only)")
+    ev.add_argument("--report", default=None, help="also write an HTML report (metrics table, sample grid) here")
     add_inception_arguments(ev)
     add_sampling(ev)
     add_common(ev)
@@ -116,9 +118,10 @@ def cmd_eval(args) -> int:
 
     if not args.tokenizer and not args.generator:
         raise ValueError("give --tokenizer and/or --generator")
-    if args.out:
-        check_output_file(args.out)
-    generator = None
+    for path in (args.out, args.report):
+        if path:
+            check_output_file(path, "--out" if path == args.out else "--report")
+    generator, images = None, None
     if args.generator:
         generator, tokenizer = load_pair(args.generator, args.tokenizer, args.device)
     else:
@@ -166,6 +169,8 @@ def cmd_eval(args) -> int:
     text = json.dumps(metrics, indent=2)
     if args.out:
         atomic_write_text(args.out, text)
+    if args.report:
+        eval_report(args.report, dataset, metrics, images, args.samples_per_class)
     print(text)
     return 0
 

@@ -177,3 +177,19 @@ def cmd_reference(args) -> int:
           f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     print(json.dumps({"out": args.out, "count": len(features), "weights_sha256": network.weights_sha256}))
     return 0
+
+
+def eval_report(path: str, dataset: str, metrics: dict, images, per_class: int) -> None:
+    """``artok eval --report``: the metrics (with their reference and weights checksum) and a grid
+    of the samples (one row per class, at most 12 columns)."""
+    from artok.evaluation import Report
+
+    report = Report(f"artok eval: {dataset}")
+    report.add_heading("Metrics")
+    report.add_metrics_table({key: value for key, value in metrics.items() if key != "run"})
+    if images is not None:
+        columns = min(per_class, 12)
+        grid = images.view(-1, per_class, *images.shape[1:])[:, :columns].flatten(0, 1)
+        report.add_heading("Samples")
+        report.add_image_grid(grid, nrow=columns, caption="one row per class")
+    report.save(path)
