@@ -231,6 +231,10 @@ def unpickling_reason(error: Exception) -> str:
     if "weights only load failed" in text.lower() or "unsupported global" in text.lower() or "Unpickler" in text:
         found = re.search(r"GLOBAL ([\w.]+)", text)
         return f"it holds Python objects{f' ({found.group(1)})' if found else ''} that would run code when loaded"
+    if "central directory" in text or "PytorchStreamReader" in text or isinstance(error, EOFError):
+        return "it is truncated or corrupt: not a complete PyTorch archive"
+    if isinstance(error, KeyError) or "invalid load key" in text:
+        return "it is not a PyTorch checkpoint at all"
     return f"{type(error).__name__}: {text[:160]}"
 
 

@@ -92,7 +92,10 @@ def test_misfits_are_refused_in_one_line(tokenizer, tmp_path, capsys):
     torch.save({"model": state}, tmp_path / "good.ckpt")
     (tmp_path / "cut.ckpt").write_bytes((tmp_path / "good.ckpt").read_bytes()[:1000])
     assert main(["convert", "mar-vae", str(tmp_path / "cut.ckpt"), str(tmp_path / "out")]) == 2
-    assert "not a weights-only PyTorch file" in _error(capsys)
+    assert "not a weights-only PyTorch file (it is truncated or corrupt" in _error(capsys)
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["convert", "mar-vae", str(tmp_path / "notes.txt"), str(tmp_path / "out")]) == 2
+    assert "(it is not a PyTorch checkpoint at all)" in _error(capsys)
     assert main(["convert", "mar-vae", str(tmp_path / "good.ckpt"), str(tmp_path / "out"), "--image-size", "18"]) == 2
     assert "not divisible" in _error(capsys)
     with pytest.raises(SystemExit) as exit_info:  # argparse's own check: exit 2 from the parser
