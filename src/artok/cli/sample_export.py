@@ -123,7 +123,8 @@ def inception_eval(network, reference, images, prefix: str, reconstruction: bool
     from artok.evaluation.inception_metrics import inception_features, inception_metrics
 
     samples = inception_features(network, images)
-    metrics = inception_metrics(samples, reference, splits=min(10, len(samples)))
+    device = next(network.parameters()).device
+    metrics = inception_metrics(samples, reference, splits=min(10, len(samples)), device=device)
     if reconstruction:
         return {f"{prefix}.r{key}": metrics[key] for key in ("fid", "sfid") if key in metrics} | {
             f"{prefix}.rfid_num_images": metrics["num_samples"]}

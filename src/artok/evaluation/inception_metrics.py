@@ -104,7 +104,7 @@ def _distances(rows: torch.Tensor, columns: torch.Tensor, block: int) -> torch.T
     return torch.cat([torch.cdist(rows, part) for part in columns.split(block)], dim=1)
 
 
-def manifold_radii(features: torch.Tensor, k: int = 3, block: int = 4096) -> torch.Tensor:
+def manifold_radii(features: torch.Tensor, k: int = 3, block: int = 1024) -> torch.Tensor:
     """Distance of each point to its ``k``-th nearest other point (its own zero distance is the first)."""
     if features.shape[0] <= k:
         raise ValueError(f"precision/recall with k = {k} needs more than {k} images per set, got {features.shape[0]}")
@@ -117,11 +117,14 @@ def _coverage(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, 
     return float(torch.cat(inside).float().mean())
 
 
-def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3, block: int = 4096) -> dict[str, float]:
-    """Improved precision and recall of ``fake`` against ``real`` (``N x D`` features each)."""
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3, block: int = 1024,
+                     device: str | torch.device | None = None) -> dict[str, float]:
+    """Improved precision and recall of ``fake`` against ``real`` (``N x D`` features each);
+    distances in ``block`` rows at a time (``block x N`` floats of memory), on ``device``
+    (default: where the features are; pass ``"cuda"`` for 50k x 50k)."""
     if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
         raise ValueError(f"expected N x D feature sets of the same D, got {tuple(real.shape)} and {tuple(fake.shape)}")
-    real, fake = real.float(), fake.float()
+    real, fake = real.float().to(device or real.device), fake.float().to(device or real.device)
     precision = _coverage(fake, real, manifold_radii(real, k, block), block)
     recall = _coverage(real, fake, manifold_radii(fake, k, block), block)
     return {"precision": precision, "recall": recall}
@@ -143,7 +146,7 @@ class InceptionReference:
 
 
 def inception_metrics(samples: InceptionFeatures, reference: InceptionReference, *, splits: int = 10,
-                      k: int = 3) -> dict[str, float]:
+                      k: int = 3, device: str | torch.device | None = None) -> dict[str, float]:
     """FID, sFID (when the reference has spatial statistics), IS (at least ``splits`` samples) and
     precision/recall (when the reference has features, both sets more than ``k``) of ``samples``,
     with the sample and reference counts."""
@@ -153,7 +156,7 @@ def inception_metrics(samples: InceptionFeatures, reference: InceptionReference,
     if len(samples) >= splits:
         metrics["inception_score"], metrics["inception_score_std"] = inception_score(samples.logits, splits)
     if reference.features is not None and min(len(samples), reference.features.shape[0]) > k:
-        metrics.update(precision_recall(reference.features, samples.pool, k))
+        metrics.update(precision_recall(reference.features, samples.pool, k, device=device))
     metrics["num_samples"] = float(len(samples))
     metrics["num_reference"] = float(reference.pool.count)
     return metrics
