@@ -63,6 +63,8 @@ def test_scan_matches_in_memory_listing_on_links_hard_links_fifos_and_hidden_nam
     _solid(outside / "o.png", 1)
     os.symlink(outside, root / "a/ext")  # a folder outside: walked once
     os.symlink(outside, root / "b/ext_again")
+    os.symlink(outside, root / "b/deep/ext_deeper")  # met after b/link_to_a and b/ext_again by os.walk
+    os.symlink(outside, root / "b/a_link")  # sorted before "deep": os.walk still meets it first
     files, labels, names = scan_folder(root)
     expected_files, expected_labels, expected_names = list_image_files(root)
     assert [files.path(i) for i in range(len(files))] == [str(p) for p in expected_files]

@@ -91,52 +91,67 @@ def _first_visit(path: str, visited: set) -> bool:
 
 
 class _Collector:
-    """Files found so far: relative names, class labels, (device, inode) and whether reached directly
-    (compact columns: ``array`` of int64 rather than a tuple per file)."""
+    """Files found so far, in compact columns (no Python object per file): the relative names one
+    after another in ``blob`` (ending at ``ends``), class labels, (device, inode), reached directly."""
 
     def __init__(self) -> None:
-        self.names: list[bytes] = []
+        self.blob = bytearray()
+        self.ends = array("q")
         self.labels = array("q")
         self.devices = array("q")
         self.inodes = array("q")
         self.direct = bytearray()
+        self.in_order = True  # files arrive sorted by (class, name) until a directory link is walked
 
-    def add_files(self, directory: str, relative: bytes, entries, label: int, through_link: bool) -> None:
-        device = None
-        for entry in entries:
-            if entry.is_symlink():
-                identity, regular = _link_target(entry.path)
-                if identity is None or not regular:
-                    continue  # broken link, or a link to a FIFO / device
-                direct = False
-            else:
-                if not entry.is_file(follow_symlinks=False):
-                    continue  # FIFOs, sockets, devices
-                device = os.stat(directory).st_dev if device is None else device
-                identity, direct = (device, entry.inode()), not through_link
-            self.names.append(relative + os.fsencode(entry.name))
-            self.labels.append(label)
-            self.devices.append(identity[0])
-            self.inodes.append(identity[1])
-            self.direct.append(direct)
+    def add_file(self, entry, name: bytes, device: int, label: int, through_link: bool) -> None:
+        """``entry`` if it is a regular file (or a link to one), as ``name``."""
+        if entry.is_symlink():
+            identity, regular = _link_target(entry.path)
+            if identity is None or not regular:
+                return  # broken link, or a link to a FIFO / device
+            direct = False
+        elif entry.is_file(follow_symlinks=False):  # not FIFOs, sockets, devices
+            identity, direct = (device, entry.inode()), not through_link
+        else:
+            return
+        self.blob += name
+        self.ends.append(len(self.blob))
+        self.labels.append(label)
+        self.devices.append(identity[0])
+        self.inodes.append(identity[1])
+        self.direct.append(direct)
 
-    def unique_sorted(self) -> tuple[list[bytes], np.ndarray]:
+    def _names(self, indices) -> list[bytes]:
+        ends = self.ends
+        return [bytes(self.blob[(ends[i - 1] if i else 0) : ends[i]]) for i in indices]
+
+    def _order(self, labels: np.ndarray) -> np.ndarray | None:
+        """The permutation sorting by (class, name); None when the walk already produced that order
+        (always, unless directory links were followed)."""
+        if self.in_order or len(labels) < 2:
+            return None
+        names = self._names(range(len(labels)))
+        # One fixed-width bytes array sorts like the names (NUL padding sorts first; names hold no NUL).
+        return np.lexsort((np.array(names, dtype=f"S{max(map(len, names))}"), labels))
+
+    def table(self, root: str) -> tuple[FileTable, np.ndarray]:
         """One name per regular file (its first direct name, else its first name, in (class, name)
         order), sorted by class then name; and their labels."""
         labels = np.frombuffer(self.labels, dtype=np.int64)
-        order = sorted(range(len(self.names)), key=lambda i: (self.labels[i], self.names[i]))
-        order = np.asarray(order, dtype=np.int64)
-        devices = np.frombuffer(self.devices, dtype=np.int64)[order]
-        inodes = np.frombuffer(self.inodes, dtype=np.int64)[order]
-        indirect = 1 - np.frombuffer(bytes(self.direct), dtype=np.uint8)[order]
-        position = np.arange(len(order))
-        by_identity = np.lexsort((position, indirect, inodes, devices))
-        first = np.ones(len(order), dtype=bool)
-        same = (devices[by_identity][1:] == devices[by_identity][:-1]) & (inodes[by_identity][1:] == inodes[by_identity][:-1])
-        first[1:] = ~same
-        keep = np.sort(by_identity[first])
-        chosen = order[keep]
-        return [self.names[i] for i in chosen], labels[chosen].copy()
+        order = self._order(labels)
+        position = np.arange(len(labels)) if order is None else order
+        devices = np.frombuffer(self.devices, dtype=np.int64)[position]
+        inodes = np.frombuffer(self.inodes, dtype=np.int64)[position]
+        indirect = 1 - np.frombuffer(self.direct, dtype=np.uint8)[position]
+        by_identity = np.lexsort((np.arange(len(position)), indirect, inodes, devices))
+        first = np.ones(len(position), dtype=bool)
+        first[1:] = (devices[by_identity][1:] != devices[by_identity][:-1]) | (inodes[by_identity][1:] != inodes[by_identity][:-1])
+        chosen = position[np.sort(by_identity[first])]
+        if order is None and len(chosen) == len(labels):  # the usual case: the columns are the table
+            ends = np.frombuffer(self.ends, dtype=np.int64)
+            offsets = np.concatenate([np.zeros(1, dtype=np.int64), ends])
+            return FileTable(root, np.frombuffer(self.blob, dtype=np.uint8).copy(), offsets), labels.copy()
+        return FileTable.from_names(root, self._names(chosen)), labels[chosen].copy()
 
 
 def _link_target(path: str) -> tuple[tuple[int, int] | None, bool]:
@@ -147,28 +162,47 @@ def _link_target(path: str) -> tuple[tuple[int, int] | None, bool]:
     return (status.st_dev, status.st_ino), stat.S_ISREG(status.st_mode)
 
 
-def _walk(top: str, relative: bytes, visited: set, files: _Collector, label: int, through_link: bool) -> list:
-    """Collect the files under ``top`` without following links (pre-order, sorted, like ``os.walk``);
-    returns the directory links met, as (path, relative name)."""
-    links: list[tuple[str, bytes]] = []
-    pending = [(top, relative)]
-    while pending:
-        directory, prefix = pending.pop()
-        try:
-            entries = sorted((e for e in os.scandir(directory) if not e.name.startswith(".")), key=lambda e: e.name)
-        except OSError:
-            continue  # os.walk ignores unreadable directories too
-        folders = [e for e in entries if e.is_dir()]
-        files.add_files(directory, prefix, [e for e in entries if not e.is_dir()], label, through_link)
-        children = []
-        for entry in folders:
-            child = (entry.path, prefix + os.fsencode(entry.name) + b"/")
+@dataclass
+class _Walk:
+    """What one walk shares (a plain object, not a closure: a recursive closure is a reference cycle
+    that would keep the collected columns alive until the garbage collector runs)."""
+
+    visited: set
+    files: _Collector
+    label: int
+    through_link: bool
+    links: list
+
+
+def _visit(directory: str, prefix: bytes, walk: _Walk) -> None:
+    try:
+        entries = [entry for entry in os.scandir(directory) if not entry.name.startswith(".")]
+        device = os.stat(directory).st_dev  # the files' device (mount points are folders)
+    except OSError:
+        return  # os.walk ignores unreadable directories too
+    keyed = sorted(((os.fsencode(e.name) + (b"/" if e.is_dir() else b""), e) for e in entries), key=lambda p: p[0])
+    children = set()
+    for key, entry in keyed:  # as os.walk: this folder's links first, its real folders marked visited
+        if key.endswith(b"/"):
             if entry.is_symlink():
-                links.append(child)
-            elif _first_visit(entry.path, visited):
-                children.append(child)
-        pending.extend(reversed(children))
-    return links
+                walk.links.append((entry.path, prefix + key))
+            elif _first_visit(entry.path, walk.visited):
+                children.add(key)
+    for key, entry in keyed:
+        if not key.endswith(b"/"):
+            walk.files.add_file(entry, prefix + key, device, walk.label, walk.through_link)
+        elif key in children:
+            _visit(entry.path, prefix + key, walk)
+
+
+def _walk(top: str, relative: bytes, visited: set, files: _Collector, label: int, through_link: bool) -> list:
+    """Collect the files under ``top`` without following links; returns the directory links met,
+    as (path, relative name), in ``os.walk``'s order (pre-order, sorted). Files are collected in
+    sorted order of their relative paths: siblings by name, a folder as "name/" (every path below
+    it starts so)."""
+    walk = _Walk(visited, files, label, through_link, [])
+    _visit(top, relative, walk)
+    return walk.links
 
 
 def _follow_links(links: list, visited: set, files: _Collector, label: int) -> None:
@@ -176,6 +210,7 @@ def _follow_links(links: list, visited: set, files: _Collector, label: int) -> N
     while pending:
         path, relative = pending.pop(0)
         if _first_visit(path, visited):
+            files.in_order = False
             pending.extend(_walk(path, relative, visited, files, label, through_link=True))
 
 
@@ -186,9 +221,11 @@ def scan_folder(path: str | os.PathLike) -> tuple[FileTable, np.ndarray, list[st
     folders = [e for e in entries if e.is_dir()]
     files = _Collector()
     if not folders:
-        files.add_files(root, b"", entries, 0, through_link=False)
-        names, labels = files.unique_sorted()
-        return FileTable.from_names(root, names), labels, [Path(root).resolve().name]
+        device = os.stat(root).st_dev
+        for entry in entries:
+            files.add_file(entry, os.fsencode(entry.name), device, 0, through_link=False)
+        table, labels = files.table(root)
+        return table, labels, [Path(root).resolve().name]
     real_root = os.path.realpath(root)
     ancestors = [real_root, *map(str, Path(real_root).parents), *(e.path for e in folders)]
     visited = {identity for identity in map(_identity, ancestors) if identity is not None}
@@ -196,5 +233,5 @@ def scan_folder(path: str | os.PathLike) -> tuple[FileTable, np.ndarray, list[st
     class_links = [_walk(e.path, os.fsencode(e.name) + b"/", visited, files, label, False) for label, e in enumerate(folders)]
     for label, links in enumerate(class_links):
         _follow_links(links, visited, files, label)
-    names, labels = files.unique_sorted()
-    return FileTable.from_names(root, names), labels, [e.name for e in folders]
+    table, labels = files.table(root)
+    return table, labels, [e.name for e in folders]
