@@ -109,6 +109,8 @@ def to_hwc3(images: torch.Tensor) -> np.ndarray:
 
 
 def _check_plan(out: Path, plan: ExportPlan, env: DistributedEnv) -> None:
+    """Refuse another plan in ``out``; rank 0 then clears a killed run's temporaries and writes the
+    manifest, and every rank waits for that before sampling (so no rank's temporary is removed)."""
     manifest = out / "export.json"
     if manifest.is_file():
         previous = json.loads(manifest.read_text())
@@ -116,10 +118,11 @@ def _check_plan(out: Path, plan: ExportPlan, env: DistributedEnv) -> None:
             changed = sorted(k for k in set(previous) | set(plan.record()) if previous.get(k) != plan.record().get(k))
             raise ValueError(f"{out} holds an export with other settings ({', '.join(changed)} differ); "
                              "rerun with the same options to resume, or choose another --out")
-    barrier()  # every rank has read the old manifest before rank 0 may write a new one
     if env.is_main:
-        remove_stale_temporaries(out / "shards")
+        for folder in [out / "shards", *((out / "png").iterdir() if (out / "png").is_dir() else [])]:
+            remove_stale_temporaries(folder)
         atomic_write_text(manifest, json.dumps(plan.record()))
+    barrier()
 
 
 def _sample_shard(sample, plan: ExportPlan, shard: int, out: Path, png: bool) -> int:
