@@ -161,6 +161,7 @@ def main() -> None:
         start = time.perf_counter()
         files, _, _ = scan_folder(args.folder)
         scan = {"files": len(files), "seconds": round(time.perf_counter() - start, 3), "table_bytes": files.nbytes}
+        del files  # open_stream lists the folder again
     scan["memory"] = memory.peaks
     dataset = open_stream(f"folder:{args.folder}", "all", image_size=args.image_size, flip=True)
     report = {"folder": args.folder, "image_size": args.image_size, "workers": args.workers, "batch_size": args.batch_size,
