@@ -208,7 +208,7 @@ def seconds(function) -> float:
 
 
 @torch.no_grad()
-def timing(var, generator, tokenizer, cfg: float, batches: tuple[int, ...]) -> list[dict]:
+def timing(var, generator, tokenizer, cfg: float, batches: tuple[int, ...], record=None) -> list[dict]:
     from artok.generators.next_scale.engine import NextScaleEngine
     from artok.generators.next_scale.sample import sample_next_scale
     from artok.sampling.configs import NextScaleSamplerConfig
@@ -228,6 +228,8 @@ def timing(var, generator, tokenizer, cfg: float, batches: tuple[int, ...]) -> l
             "artok_engine_plus_decode_s": seconds(lambda: tokenizer.decode(engine.sample(
                 labels, config, torch.Generator().manual_seed(0)))),
         })
+        if record is not None:
+            record("timing", rows)
     return rows
 
 
@@ -246,6 +248,7 @@ def main() -> None:
     parser.add_argument("--cfg", type=float, default=4.0, help="VAR's cfg (artok cfg_scale = 1 + cfg)")
     parser.add_argument("--timing", default="", metavar="1,8",
                         help="also time the samplers at these batch sizes (default: no timing)")
+    parser.add_argument("--timing-only", action="store_true", help="skip the checks, only time")
     parser.add_argument("--keep", help="keep the saved VAR files and the converted folders here (for artok sample)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="runs/bench/parity_var.json")
@@ -294,12 +297,13 @@ def main() -> None:
     labels = torch.arange(args.batch) * 7 % args.num_classes
     generator_ids = torch.Generator().manual_seed(3)
     ids = [torch.randint(args.vocab, (args.batch, p * p), generator=generator_ids) for p in patch_nums]
-    record("transformer", logits_parity(var, vae, generator, ids, labels))
-    record("sampling", sampling_parity(var, generator, tokenizer, labels, args.cfg))
-    if args.images:
+    if not args.timing_only:
+        record("transformer", logits_parity(var, vae, generator, ids, labels))
+        record("sampling", sampling_parity(var, generator, tokenizer, labels, args.cfg))
+    if args.images and not args.timing_only:
         record("vae", vae_parity(vae, tokenizer, images)[0])
     if args.timing:
-        record("timing", timing(var, generator, tokenizer, args.cfg, tuple(int(b) for b in args.timing.split(","))))
+        timing(var, generator, tokenizer, args.cfg, tuple(int(b) for b in args.timing.split(",")), record)
     print(f"wrote {out}")
 
 
