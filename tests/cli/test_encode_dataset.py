@@ -73,6 +73,7 @@ def test_a_sigkilled_run_resumes_keeping_its_finished_shards(setup, capsys):
     process.wait()
     finished = len(list(out.glob("shard-*.json")))
     assert 3 <= finished < 28 and not (out / "manifest.json").exists()
+    (out / ".shard-00027.npy.abcdefgh.tmp").write_bytes(b"torn")  # as a kill inside atomic_write leaves
     assert main(_arguments(setup, out, "--shard-size", "1", "--workers", "0")) == 0
     assert f"kept {finished} shards" in capsys.readouterr().out
     assert main(_arguments(setup, setup / "clean", "--shard-size", "1", "--workers", "0")) == 0

@@ -27,7 +27,7 @@ from artok.data.token_shards import (
     shard_names,
     shard_ranges,
 )
-from artok.hub import atomic_write_bytes, atomic_write_text
+from artok.hub import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
 from artok.tokens import TokenSpec
 
 
@@ -188,6 +188,8 @@ def encode_shards(tokenizer, dataset, out_dir, options: EncodeOptions, *, batch_
     run = run_key(tokenizer, options)
     spec, views = tokenizer.spec, AUGMENTATIONS[options.augment]
     mine = [(i, span) for i, span in enumerate(shard_ranges(len(dataset), options.shard_size)) if i % world_size == rank]
+    # What a killed run of this rank left half-written (other ranks may be writing theirs right now).
+    remove_stale_temporaries(directory, tuple(name for i, _ in mine for name in shard_names(i)))
     bar = tqdm(total=sum(stop - start for _, (start, stop) in mine), desc="encode", unit="image",
                disable=not progress or rank != 0)
     summary = EncodeSummary()
@@ -224,6 +226,7 @@ def encode_shards(tokenizer, dataset, out_dir, options: EncodeOptions, *, batch_
 def write_manifest(out_dir, tokenizer, options: EncodeOptions, num_items: int, class_names: list[str]) -> dict:
     """Gather every shard's record into ``manifest.json`` (after all processes finished)."""
     directory = Path(out_dir)
+    remove_stale_temporaries(directory, (MANIFEST,))
     run = run_key(tokenizer, options)
     records = []
     for index, _ in enumerate(shard_ranges(num_items, options.shard_size)):
