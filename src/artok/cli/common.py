@@ -67,6 +67,27 @@ def add_checkpointing(parser: argparse.ArgumentParser) -> None:
                        help="continue from the newest readable checkpoint in OUT (says so when there is none)")
 
 
+def add_parallel(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "scale (start with: torchrun --nproc-per-node N -m artok COMMAND ...; the global batch is "
+        "--batch-size x N x --grad-accum)")
+    group.add_argument("--parallel", choices=("ddp", "fsdp"), default="ddp",
+                       help="under torchrun: ddp (replicated weights) or fsdp (FSDP2: weights, gradients and "
+                       "optimizer state sharded per block, DCP checkpoints) (default: ddp; one process: ignored)")
+    group.add_argument("--grad-accum", type=positive_int, default=1,
+                       help="gradient-accumulation micro-steps per step (default: 1)")
+    group.add_argument("--compile", action="store_true", help="torch.compile each transformer/residual block")
+    group.add_argument("--activation-checkpointing", action="store_true",
+                       help="recompute each block's activations in the backward pass (less memory, ~30%% more compute)")
+
+
+def parallel_config(args):
+    from artok.distributed import ParallelConfig
+
+    return ParallelConfig(mode=args.parallel, compile=args.compile,
+                          activation_checkpointing=args.activation_checkpointing)
+
+
 def check_device(text: str) -> str:
     """``text`` if it names a device this process can use, else a one-line ValueError."""
     import torch

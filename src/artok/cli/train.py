@@ -12,10 +12,12 @@ from pathlib import Path
 from artok.cli.common import (
     add_checkpointing,
     add_common,
+    add_parallel,
     check_output_dir,
     json_object,
     nonnegative_float,
     nonnegative_int,
+    parallel_config,
     positive_float,
     positive_int,
     sampling_overrides,
@@ -33,7 +35,13 @@ def add_tokenizer_parser(sub) -> None:
         "dataset, optionally with adversarial and perceptual losses, and save it (config.json + model.safetensors). "
         "The fields --quantizer-options accepts are listed by 'artok options QUANTIZER'.",
     )
-    tok.add_argument("--dataset", default="digits", help="digits, mnist, fashion-mnist, photos or folder:PATH (default: digits)")
+    tok.add_argument("--dataset", default="digits",
+                     help="digits, mnist, fashion-mnist, photos, folder:PATH or imagenet:ROOT (default: digits)")
+    tok.add_argument("--stream", action="store_true",
+                     help="read folder:PATH from disk in DataLoader workers instead of loading it into memory "
+                     "(always on for imagenet:ROOT)")
+    tok.add_argument("--workers", type=nonnegative_int, default=2, help="streaming: decoding processes per rank (default: 2)")
+    tok.add_argument("--flip", action="store_true", help="random horizontal flips (deterministic per seed, epoch and image)")
     tok.add_argument("--image-size", type=positive_int, help="square image side (default: the dataset's own; a "
                      "folder's most common size)")
     tok.add_argument("--out", required=True, help="output model folder")
@@ -57,6 +65,7 @@ def add_tokenizer_parser(sub) -> None:
     tok.add_argument("--perceptual-weight", type=nonnegative_float, default=0.0,
                      help="weight of the perceptual loss (default: 0 = off)")
     add_checkpointing(tok)
+    add_parallel(tok)
     add_common(tok)
 
 
@@ -77,6 +86,8 @@ def add_generator_parser(sub, add_sampling) -> None:
     gen.add_argument("--generator-options", default=None,
                      help='JSON of extra generator config fields, e.g. \'{"unit": "cell", "cell_size": 2}\'')
     gen.add_argument("--dataset", default=None, help="dataset to train on (default: the one the tokenizer was trained on)")
+    gen.add_argument("--tokens", default=None,
+                     help="a sharded token cache written by 'artok encode-dataset' to train on (instead of --dataset)")
     gen.add_argument("--image-size", type=positive_int, help="square image side (default: the tokenizer's)")
     gen.add_argument("--out", required=True, help="output model folder")
     gen.add_argument("--steps", type=positive_int, help="training steps (default: the dataset preset)")
@@ -86,14 +97,16 @@ def add_generator_parser(sub, add_sampling) -> None:
     gen.add_argument("--depth", type=positive_int, help="transformer layers")
     gen.add_argument("--heads", type=positive_int, help="attention heads")
     add_checkpointing(gen)
+    add_parallel(gen)
     add_sampling(gen, speculative=False)
     add_common(gen)
 
 
-def _train_config(preset_train, args):
+def _train_config(preset_train, args, env):
     from artok.recipes import checkpoint_schedule
 
-    config = replace(preset_train, device=args.device, seed=args.seed, progress=not args.no_progress)
+    config = replace(preset_train, device=env.device, seed=args.seed, progress=not args.no_progress and env.is_main,
+                     grad_accum=args.grad_accum)
     for field in ("steps", "batch_size", "lr"):
         if getattr(args, field) is not None:
             config = replace(config, **{field: getattr(args, field)})
@@ -146,10 +159,35 @@ def _autoencoder_config(cnn):
                              quantizer_options=cnn.quantizer_options)
 
 
+def _training_images(args, env, train_config):
+    """The training images: in memory (built-in sets, small folders) or streamed from disk by
+    DataLoader workers (``--stream``, ``imagenet:``); and what the preset is chosen by."""
+    from types import SimpleNamespace
+
+    from artok.data import load_dataset
+    from artok.data.step_batches import StreamingBatches
+    from artok.data.stream import is_stream_name, open_stream
+
+    if not (args.stream or args.dataset.startswith("imagenet:")):
+        train = load_dataset(args.dataset, "train", image_size=args.image_size)
+        return train, train
+    if not is_stream_name(args.dataset):
+        raise ValueError(f"--stream reads folder:PATH or imagenet:ROOT, not {args.dataset!r}")
+    size = args.image_size or 256
+    images = open_stream(args.dataset, "train", image_size=size, flip=args.flip, seed=args.seed)
+    if train_config is None:
+        return None, SimpleNamespace(channels=images.channels, image_size=(size, size), name=args.dataset)
+    source = StreamingBatches(images, train_config.batch_size, env.shard(train_config.grad_accum), seed=args.seed,
+                              workers=args.workers, device=env.device)
+    return source, SimpleNamespace(channels=images.channels, image_size=(size, size), name=args.dataset)
+
+
 def cmd_train_tokenizer(args) -> int:
     import torch
 
     from artok.data import load_dataset
+    from artok.data.step_batches import sum_across_ranks
+    from artok.distributed import distributed_run
     from artok.hub import save_pretrained
     from artok.losses import GANConfig
     from artok.recipes import evaluate_tokenizer, preset_for
@@ -160,23 +198,38 @@ def cmd_train_tokenizer(args) -> int:
     check_output_dir(args.out)
     if args.perceptual_weight > 0 and args.perceptual_weights and not Path(args.perceptual_weights).is_file():
         raise FileNotFoundError(f"--perceptual-weights {args.perceptual_weights} does not exist")
-    train = load_dataset(args.dataset, "train", image_size=args.image_size)
-    preset = preset_for(train)
-    config = _tokenizer_config(args, train, preset, _quantizer_options(args, preset))
-    train_config = _train_config(preset.tokenizer_train, args)
-    adversarial = None
-    if args.gan_weight > 0:
-        layers = 2 if min(train.image_size) <= 32 else 3
-        adversarial = GANConfig(weight=args.gan_weight, start_step=args.gan_start, lecam_weight=args.lecam_weight,
-                                discriminator_layers=layers)
-    losses = TokenizerLossConfig(perceptual_weight=args.perceptual_weight, perceptual_weights=args.perceptual_weights,
-                                 adversarial=adversarial)
-    torch.manual_seed(args.seed)
-    tokenizer = {"vit1d": ViT1DTokenizer, "autoencoder": AutoencoderTokenizer}.get(args.arch, CNNTokenizer)(config)
-    train_tokenizer(tokenizer, train, train_config, out_dir=args.out, resume=args.resume, losses=losses)
-    save_pretrained(tokenizer, args.out, extra={"dataset": args.dataset, "image_size": list(train.image_size)})
-    metrics = evaluate_tokenizer(tokenizer, load_dataset(args.dataset, "test", image_size=args.image_size),
-                                 device=args.device)
+    with distributed_run(args.device) as env:
+        train, shape = _training_images(args, env, None)
+        preset = preset_for(shape)
+        config = _tokenizer_config(args, shape, preset, _quantizer_options(args, preset))
+        train_config = _train_config(preset.tokenizer_train, args, env)
+        if train is None:  # streamed: the loader needs the batch size and the accumulation
+            train, _ = _training_images(args, env, train_config)
+        adversarial = None
+        if args.gan_weight > 0:
+            layers = 2 if min(shape.image_size) <= 32 else 3
+            adversarial = GANConfig(weight=args.gan_weight, start_step=args.gan_start, lecam_weight=args.lecam_weight,
+                                    discriminator_layers=layers)
+        losses = TokenizerLossConfig(perceptual_weight=args.perceptual_weight,
+                                     perceptual_weights=args.perceptual_weights, adversarial=adversarial)
+        torch.manual_seed(args.seed)  # every rank builds the same initial weights
+        tokenizer = {"vit1d": ViT1DTokenizer, "autoencoder": AutoencoderTokenizer}.get(args.arch, CNNTokenizer)(config)
+        result = train_tokenizer(tokenizer, train, train_config, out_dir=args.out, resume=args.resume, losses=losses,
+                                 parallel=parallel_config(args), env=env)
+        skipped = sum_across_ranks(getattr(train, "skipped", 0)) if hasattr(train, "micro_batches") else 0
+        if hasattr(train, "close"):
+            train.close()
+    # The process group is gone: rank 0 saves and evaluates alone (no collective can wait on the others).
+    if not env.is_main:
+        return 0
+    final = result.model  # the trained weights (under FSDP2: gathered into a whole model)
+    save_pretrained(final, args.out, extra={"dataset": args.dataset, "image_size": list(shape.image_size)})
+    if skipped:
+        print(f"artok: warning: {skipped} unreadable files were skipped (all ranks)")
+    if hasattr(train, "micro_batches"):
+        print(f"saved {args.out} (streamed training; evaluate with 'artok eval --tokenizer {args.out}')")
+        return 0
+    metrics = evaluate_tokenizer(final, load_dataset(args.dataset, "test", image_size=args.image_size), device=env.device)
     print(json.dumps(metrics, indent=2))
     return 0
 
@@ -197,39 +250,74 @@ def _generator_dataset(args, tokenizer) -> tuple[str, int | None]:
     return dataset, size
 
 
-def cmd_train_generator(args) -> int:
-    import torch
+def _generator_data(args, tokenizer, env):
+    """``(tokens, labels, dataset name, class names, preset shape)``: a sharded cache from
+    ``artok encode-dataset`` (``--tokens``), or the dataset encoded once into the token cache
+    (rank 0 encodes, the other ranks then read the cache)."""
+    from types import SimpleNamespace
 
     from artok.data import load_dataset
     from artok.data.token_cache import cached_tokens
+    from artok.data.token_shards import TokenShards
+    from artok.distributed import barrier
+
+    if args.tokens is not None:
+        if args.dataset is not None:
+            raise ValueError("give --tokens or --dataset, not both")
+        cache = TokenShards(args.tokens)
+        class_names = list(cache.manifest.get("class_names") or [str(c) for c in range(cache.num_classes)])
+        size = getattr(tokenizer.config, "image_size", 256)
+        shape = SimpleNamespace(channels=getattr(tokenizer.config, "in_channels", 3), image_size=(size, size),
+                                num_classes=len(class_names))
+        return cache, None, cache.manifest.get("dataset", args.tokens), class_names, shape
+    dataset, image_size = _generator_dataset(args, tokenizer)
+    train = load_dataset(dataset, "train", image_size=image_size)
+    progress = not args.no_progress and env.is_main
+    if not env.is_main:
+        barrier()
+    tokens = cached_tokens(tokenizer, train, device=env.device, progress=progress)
+    if env.is_main:
+        barrier()
+    return tokens, train.labels, dataset, train.class_names, train
+
+
+def cmd_train_generator(args) -> int:
+    import torch
+
+    from artok.distributed import distributed_run
     from artok.hub import save_pretrained
     from artok.pipeline import tokenizer_reference
     from artok.recipes import preset_for
     from artok.sampling import sampler_config_to_dict
+    from artok.tokens import Tokens
     from artok.training import train_generator
     from artok.zoo import build_generator, from_pretrained, sampler_config_for
 
     check_output_dir(args.out)
-    tokenizer = from_pretrained(args.tokenizer, args.device, role="tokenizer")
-    dataset, image_size = _generator_dataset(args, tokenizer)
-    train = load_dataset(dataset, "train", image_size=image_size)
-    preset = preset_for(train)
-    options = _generator_options(args, preset)
-    overrides = sampling_overrides(args)
-    overrides["cfg_scale"] = preset.sampler.cfg_scale if args.cfg_scale is None else args.cfg_scale
-    torch.manual_seed(args.seed)
-    generator = build_generator(args.generator, tokenizer, train.num_classes, tokens=None, **options)
-    stored = preset.sampler.to_dict() if args.generator == "raster" else None
-    sampler_config_for(generator, stored, overrides)  # sampling options are checked before training, too
-    tokens = cached_tokens(tokenizer, train, device=args.device, progress=not args.no_progress)
-    torch.manual_seed(args.seed)
-    generator = build_generator(args.generator, tokenizer, train.num_classes, tokens=tokens, **options)
-    result = train_generator(generator, tokens, train.labels, _train_config(preset.generator_train, args),
-                             out_dir=args.out, resume=args.resume)
+    if args.tokens is not None and not Path(args.tokens).is_dir():
+        raise FileNotFoundError(f"--tokens {args.tokens} is not a folder; write one with 'artok encode-dataset'")
+    with distributed_run(args.device) as env:
+        tokenizer = from_pretrained(args.tokenizer, env.device, role="tokenizer")
+        tokens, labels, dataset, class_names, shape = _generator_data(args, tokenizer, env)
+        preset = preset_for(shape)
+        options = _generator_options(args, preset)
+        overrides = sampling_overrides(args)
+        overrides["cfg_scale"] = preset.sampler.cfg_scale if args.cfg_scale is None else args.cfg_scale
+        torch.manual_seed(args.seed)
+        generator = build_generator(args.generator, tokenizer, len(class_names), tokens=None, **options)
+        stored = preset.sampler.to_dict() if args.generator == "raster" else None
+        sampler_config_for(generator, stored, overrides)  # sampling options are checked before training, too
+        sample = tokens if isinstance(tokens, Tokens) else tokens[torch.arange(min(len(tokens), 4096))]
+        torch.manual_seed(args.seed)  # every rank builds the same initial weights
+        generator = build_generator(args.generator, tokenizer, len(class_names), tokens=sample, **options)
+        result = train_generator(generator, tokens, labels, _train_config(preset.generator_train, args, env),
+                                 out_dir=args.out, resume=args.resume, parallel=parallel_config(args), env=env)
+    if not env.is_main:  # the process group is gone: rank 0 saves alone
+        return 0
     sampler = sampler_config_for(result.final_model, stored, overrides)
     save_pretrained(result.final_model, args.out, extra={
         "sampling": sampler_config_to_dict(sampler), "tokenizer": tokenizer_reference(args.tokenizer, args.out),
-        "dataset": dataset, "class_names": train.class_names, "generator": args.generator})
+        "dataset": dataset, "class_names": class_names, "generator": args.generator})
     losses = [record["loss"] for record in result.history if "loss" in record]
     print(f"saved {args.out}" + (f" (final loss {losses[-1]:.4f})" if losses else ""))
     return 0

@@ -171,6 +171,11 @@ def parallelize(model: nn.Module, config: ParallelConfig | None = None, env: Dis
     elif env.distributed and config.mode == "fsdp":
         from torch.distributed.fsdp import fully_shard
 
+        import warnings
+
+        # FSDP2 warns when a wrapped forward returns views (the Objective returns the loss dict's
+        # tensors); artok's training code never writes into them in place.
+        warnings.filterwarnings("ignore", message="FSDP2-wrapped module .* returned a view tensor")
         policy = _mixed_precision(config, env)
         for _, _, block in blocks(model):
             fully_shard(block, mp_policy=policy)

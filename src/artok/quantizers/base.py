@@ -106,9 +106,10 @@ def usage_metrics(counts: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"perplexity": entropy.exp(), "batch_usage": (counts > 0).float().mean()}
 
 
-def id_histogram(ids: torch.Tensor, codebook_size: int) -> torch.Tensor:
+def id_histogram(ids: torch.Tensor, codebook_size: int, reduce: bool = True) -> torch.Tensor:
     """Counts of each id in ``ids`` (negative ids, e.g. dropped levels, are ignored), all-reduced
-    across ranks when torch.distributed is initialised."""
+    across ranks when torch.distributed is initialised and ``reduce`` (quantizers pass
+    ``self.training``: an eval-mode ``encode`` on one rank must never wait on the others)."""
     ids = ids.reshape(-1)
     counts = torch.bincount(ids[ids >= 0], minlength=codebook_size).float()
-    return all_reduce_(counts)
+    return all_reduce_(counts) if reduce else counts

@@ -122,7 +122,7 @@ class FiniteScalarQuantizer(Quantizer):
             codes = self.quantize(features)
             ids = self.codes_to_ids(codes.detach())
             quantized = linear_fp32(self.out_proj, codes)
-            metrics = usage_metrics(id_histogram(ids, self.codebook_size)) if self.codebook_size <= 2**20 else {}
+            metrics = usage_metrics(id_histogram(ids, self.codebook_size, self.training)) if self.codebook_size <= 2**20 else {}
         return QuantizerOutput(
             quantized=channels_first(quantized).to(input_dtype),
             ids=ids,

@@ -202,7 +202,7 @@ class LookupFreeQuantizer(Quantizer):
                 + self.config.commitment_weight * commitment
             )
             quantized = linear_fp32(self.out_proj, quantized)
-            metrics = usage_metrics(id_histogram(ids, self.codebook_size)) if self.bits <= 20 else {}
+            metrics = usage_metrics(id_histogram(ids, self.codebook_size, self.training)) if self.bits <= 20 else {}
             metrics.update(
                 commitment=commitment.detach(),
                 per_sample_entropy=per_sample.detach(),

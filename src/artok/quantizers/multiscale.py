@@ -229,7 +229,7 @@ class MultiScaleVectorQuantizer(Quantizer):
                 loss = loss + self.config.commitment_weight * F.mse_loss(f_hat.detach(), f)
                 loss = loss + self.config.codebook_weight * F.mse_loss(f_hat, f_detached)
                 ids_per_scale.append(ids)
-                counts.append(id_histogram(ids, self.codebook_size))
+                counts.append(id_histogram(ids, self.codebook_size, self.training))
             loss = loss / self.num_scales
             quantized = f_hat.detach() + (f - f.detach())
             counts = torch.stack(counts)

@@ -180,8 +180,8 @@ class VectorQuantizer(Quantizer):
             quantized = quantized.reshape(z.shape[0], *spatial, -1)
 
             counts = torch.bincount(ids, minlength=self.codebook_size).float()
-            all_reduce_(counts)
-            if self.training:
+            if self.training:  # statistics are global in training; an eval encode stays on its rank
+                all_reduce_(counts)
                 if self.config.ema_decay is not None:
                     self._ema_update(counts, flat.detach(), ids)
                 self._update_usage(counts, flat)

@@ -47,6 +47,8 @@ def train_generator(
     """Train ``generator`` on pre-computed ``tokens`` with class ``labels``; under torchrun with
     ``parallel`` (`artok.distributed.ParallelConfig`) and ``env``, each rank reads its slice of
     every global batch (``config.batch_size`` per rank and micro-step)."""
+    if not isinstance(tokens, Tokens):  # a sharded token cache (artok.data.token_shards.TokenShards)
+        return _train_from_cache(generator, tokens, config, out_dir, resume, eval_fn, parallel, env)
     generator.check_spec(tokens.spec)
     if labels.shape[0] != tokens.batch_size:
         raise ValueError(f"{tokens.batch_size} token sequences but {labels.shape[0]} labels")
@@ -68,3 +70,26 @@ def train_generator(
 
     return train(generator, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="generator",
                  parallel=parallel, env=env, extra_meta={"num_items": tokens.batch_size})
+
+
+def _train_from_cache(generator, cache, config, out_dir, resume, eval_fn, parallel, env) -> TrainResult:
+    """Train on a memory-mapped `TokenShards` cache: each rank reads its slice of every global batch."""
+    from artok.data.token_shards import TokenBatches
+
+    generator.check_spec(cache.spec)
+    env = env or SINGLE
+    device = env.device if env.distributed else config.device
+    source = TokenBatches(cache, config.batch_size, env.shard(config.grad_accum), seed=config.seed, device=device)
+    torch.manual_seed(config.seed)
+
+    held: list = []
+
+    def loss_fn(model, step, micro):
+        if micro == 0:
+            getattr(generator, "set_step", lambda _: None)(step)
+            held[:] = source.micro_batches(step)
+        batch, labels = held[micro]
+        return {**model.loss(batch, labels), "batch_size": labels.shape[0]}
+
+    return train(generator, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="generator",
+                 parallel=parallel, env=env, extra_meta={"num_items": len(cache)})

@@ -161,32 +161,22 @@ def train_tokenizer(
         return {**out, "batch_size": images.shape[0]}
 
     return train(tokenizer, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="tokenizer",
-                 parallel=parallel, env=env, routed=(), extra_meta={"num_items": source.num_items})
-
-
-class InMemorySteps:
-    """Step-keyed micro-batches of an in-memory `ImageDataset` for this rank (`Shard.indices`);
-    the micro-batches of the current step are kept so micro-step k reads its slice."""
-
-    def __init__(self, dataset: ImageDataset, per_rank_batch: int, shard, seed: int, device) -> None:
-        self.dataset, self.per_rank_batch, self.shard, self.seed, self.device = dataset, per_rank_batch, shard, seed, device
-        self.num_items = len(dataset)
-        self._step, self._batches = None, []
-
-    def micro_batches(self, step: int) -> list:
-        if step != self._step:
-            self._step = step
-            self._batches = [self.dataset.batch(index, self.device)
-                             for index in self.shard.indices(self.num_items, self.per_rank_batch, step, self.seed)]
-        return self._batches
+                 parallel=parallel, env=env, routed=(), extra_meta={"num_items": _num_items(source)})
 
 
 def step_batches(dataset, config: TrainConfig, env):
-    """The step-keyed batch source for ``dataset`` (streaming sources are one already)."""
+    """The step-keyed batch source for ``dataset`` (`artok.data.step_batches`; a streaming source
+    already is one)."""
+    from artok.data.step_batches import InMemoryBatches
+
     if hasattr(dataset, "micro_batches"):
         return dataset
     device = env.device if env.distributed else config.device
-    return InMemorySteps(dataset, config.batch_size, env.shard(config.grad_accum), config.seed, device)
+    return InMemoryBatches(dataset, config.batch_size, env.shard(config.grad_accum), seed=config.seed, device=device)
+
+
+def _num_items(source) -> int:
+    return len(source.dataset)
 
 
 def _train_adversarial(
@@ -221,7 +211,7 @@ def _train_adversarial(
         tokenizer, config, out_dir=out_dir, resume=resume,
         extra_state={"discriminator": adversarial, "discriminator_optimizer": d_optimizer,
                      "discriminator_scheduler": d_scheduler},
-        extra_meta={"losses": asdict(losses), "num_items": source.num_items}, parallel=parallel, env=env, routed=(),
+        extra_meta={"losses": asdict(losses), "num_items": _num_items(source)}, parallel=parallel, env=env, routed=(),
     )
     critic = parallelize(adversarial, parallel, env).view(("generator_loss", "discriminator_loss"))
     clip = config.grad_clip if config.grad_clip > 0 else math.inf
