@@ -42,7 +42,6 @@ import types
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 _INIT_CLASSES = (nn.Linear, nn.LayerNorm, nn.BatchNorm2d, nn.SyncBatchNorm, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d,
@@ -58,7 +57,7 @@ def import_var(peer: Path):
         stub = types.ModuleType("huggingface_hub")
         stub.PyTorchModelHubMixin = type("PyTorchModelHubMixin", (), {})
         sys.modules["huggingface_hub"] = stub
-    import models  # noqa: E402 - VAR's code, from the clone
+    import models  # VAR's code, from the clone
 
     return models
 
@@ -221,12 +220,12 @@ def timing(var, generator, tokenizer, cfg: float, batches: tuple[int, ...], reco
         engine = NextScaleEngine(generator, batch)
         rows.append({
             "batch": batch,
-            "var_autoregressive_infer_cfg_s": seconds(lambda: var.autoregressive_infer_cfg(
-                batch, labels, g_seed=0, cfg=cfg, top_k=top_k, top_p=0.95)),
-            "artok_plain_plus_decode_s": seconds(lambda: tokenizer.decode(sample_next_scale(
-                generator, labels, config, torch.Generator().manual_seed(0)))),
-            "artok_engine_plus_decode_s": seconds(lambda: tokenizer.decode(engine.sample(
-                labels, config, torch.Generator().manual_seed(0)))),
+            "var_autoregressive_infer_cfg_s": seconds(lambda b=batch, y=labels: var.autoregressive_infer_cfg(
+                b, y, g_seed=0, cfg=cfg, top_k=top_k, top_p=0.95)),
+            "artok_plain_plus_decode_s": seconds(lambda y=labels: tokenizer.decode(sample_next_scale(
+                generator, y, config, torch.Generator().manual_seed(0)))),
+            "artok_engine_plus_decode_s": seconds(lambda y=labels, e=engine: tokenizer.decode(e.sample(
+                y, config, torch.Generator().manual_seed(0)))),
         })
         if record is not None:
             record("timing", rows)

@@ -23,7 +23,6 @@ from artok.generators.next_scale.sample import sample_next_scale
 from artok.hub import from_pretrained
 from artok.sampling.configs import NextScaleSamplerConfig
 from artok.tokenizers.autoencoder import AutoencoderConfig, AutoencoderTokenizer
-from artok.tokens import Tokens
 
 SCALES = (1, 2, 4)
 
@@ -35,7 +34,7 @@ def tiny_vae(num_phi: int = 4) -> AutoencoderTokenizer:
     config = AutoencoderConfig(
         image_size=16, base_channels=32, channel_multipliers=(1, 2, 2), num_res_blocks=1,
         encoder_attention_levels=(2,), decoder_attention_levels=(2,), z_channels=8, latent_dim=8, quant_conv_kernel=3,
-        quantizer="msvq", quantizer_options=dict(codebook_size=32, scales=SCALES, num_phi=num_phi, phi_ratio=0.5))
+        quantizer="msvq", quantizer_options={"codebook_size": 32, "scales": SCALES, "num_phi": num_phi, "phi_ratio": 0.5})
     model = AutoencoderTokenizer(config).eval()
     with torch.no_grad():
         for module in model.modules():
@@ -159,15 +158,14 @@ def _reference_block(block, x, cond):
     b, t, c = x.shape
     heads, attention = block.attention.num_heads, block.attention
     gamma1, gamma2, scale1, scale2, shift1, shift2 = block.modulation(F.silu(cond)).view(-1, 1, 6, c).unbind(2)
-    ln = lambda h: F.layer_norm(h, (c,), eps=1e-6)  # noqa: E731
-    h = ln(x) * (scale1 + 1) + shift1
+    h = F.layer_norm(x, (c,), eps=1e-6) * (scale1 + 1) + shift1
     bias = torch.cat([attention.q_bias, torch.zeros(c), attention.v_bias])
     q, k, v = F.linear(h, attention.qkv.weight, bias).view(b, t, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
     q = F.normalize(q, dim=-1) * attention.log_scale.clamp_max(torch.log(torch.tensor(100.0))).exp()
     k = F.normalize(k, dim=-1)
     out = ((q @ k.transpose(-2, -1)).softmax(-1) @ v).transpose(1, 2).reshape(b, t, c)
     x = x + attention.proj(out) * gamma1
-    h = ln(x) * (scale2 + 1) + shift2
+    h = F.layer_norm(x, (c,), eps=1e-6) * (scale2 + 1) + shift2
     return x + block.ffn.fc2(F.gelu(block.ffn.fc1(h), approximate="tanh")) * gamma2
 
 

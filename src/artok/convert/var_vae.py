@@ -87,9 +87,9 @@ def convert_state_dict(state: dict[str, torch.Tensor], image_size: int | None = 
                          f"{len(patch_nums)} of {list(patch_nums)}; pass its --patch-nums")
     codebook_size, dim = state["quantize.embedding.weight"].shape
     phi = sorted({int(m.group(1) or m.group(2) or 0) for m in map(_PHI.fullmatch, state) if m})
-    options = dict(codebook_size=codebook_size, scales=patch_nums, l2_normalize=False, commitment_weight=0.25,
-                   codebook_weight=1.0, phi_ratio=VAR_PHI_RATIO if phi else 0.0, num_phi=len(phi) or 1,
-                   phi_kernel_size=_phi_kernel(state))
+    options = {"codebook_size": codebook_size, "scales": patch_nums, "l2_normalize": False, "commitment_weight": 0.25,
+               "codebook_weight": 1.0, "phi_ratio": VAR_PHI_RATIO if phi else 0.0, "num_phi": len(phi) or 1,
+               "phi_kernel_size": _phi_kernel(state)}
     config = infer_config(renamed, source, image_size, "msvq", options)
     if config.latent_dim != dim or config.grid != (patch_nums[-1], patch_nums[-1]):
         raise ValueError(f"{source}: the codes are {dim}-dimensional on a {config.grid[0]}x{config.grid[1]} latent at "
