@@ -8,8 +8,10 @@ digits       raster       the demo's generator on ``digits``: 4x4 grid, vocab 12
 gpt-b        raster       LlamaGen GPT-B (https://arxiv.org/abs/2406.06525): 12 layers, width 768,
                           12 heads, SwiGLU 2048, vocab 16384, 16x16 grid (256 tokens), 1000 classes
 gpt-l        raster       LlamaGen GPT-L: 24 layers, width 1024, 16 heads, SwiGLU 2816, same tokens
+gpt-xl       raster       LlamaGen GPT-XL: 36 layers, width 1280, 20 heads, SwiGLU 3584, same tokens
 var-d16      next-scale   VAR-d16 (https://arxiv.org/abs/2404.02905): 16 layers, width 1024,
                           16 heads, vocab 4096, 10 scales 1..16 (680 tokens), 1000 classes
+var-d20..30  next-scale   VAR-d20/d24/d30: depth d, width 64d, d heads (as VAR's build_vae_var)
 mar-b        mar          MAR-B (https://arxiv.org/abs/2406.11838): 12 + 12 layers, width 768,
                           12 heads, 64 buffer tokens, 16x16x16 continuous tokens, diffusion MLP
                           head 6 x 1024, 1000 classes
@@ -73,13 +75,28 @@ PRESETS: dict[str, GeneratorPreset] = {
                         _raster((16, 16), 16384, 1000, 768, 12, 12, 2048), {"cfg_scale": 4.0, "top_k": 2000}),
         GeneratorPreset("gpt-l", "raster", "LlamaGen GPT-L: 24 layers, width 1024, 256 tokens, vocab 16384",
                         _raster((16, 16), 16384, 1000, 1024, 24, 16, 2816), {"cfg_scale": 4.0, "top_k": 2000}),
+        GeneratorPreset("gpt-xl", "raster", "LlamaGen GPT-XL: 36 layers, width 1280, 256 tokens, vocab 16384",
+                        _raster((16, 16), 16384, 1000, 1280, 36, 20, 3584), {"cfg_scale": 4.0, "top_k": 2000}),
         GeneratorPreset("var-d16", "next-scale", "VAR-d16: 16 layers, width 1024, 10 scales, vocab 4096",
                         {"dim": 1024, "depth": 16, "num_heads": 16, "num_classes": 1000},
+                        {"cfg_scale": 1.5, "top_k": 900, "top_p": 0.96}),
+        GeneratorPreset("var-d20", "next-scale", "VAR-d20: 20 layers, width 1280, 10 scales, vocab 4096",
+                        {"dim": 1280, "depth": 20, "num_heads": 20, "num_classes": 1000},
+                        {"cfg_scale": 1.5, "top_k": 900, "top_p": 0.96}),
+        GeneratorPreset("var-d24", "next-scale", "VAR-d24: 24 layers, width 1536, 10 scales, vocab 4096",
+                        {"dim": 1536, "depth": 24, "num_heads": 24, "num_classes": 1000},
+                        {"cfg_scale": 1.5, "top_k": 900, "top_p": 0.96}),
+        GeneratorPreset("var-d30", "next-scale", "VAR-d30: 30 layers, width 1920, 10 scales, vocab 4096",
+                        {"dim": 1920, "depth": 30, "num_heads": 30, "num_classes": 1000},
                         {"cfg_scale": 1.5, "top_k": 900, "top_p": 0.96}),
         GeneratorPreset("mar-b", "mar", "MAR-B: 12+12 layers, width 768, 16x16x16 continuous tokens, diffusion head",
                         {"dim": 768, "encoder_depth": 12, "decoder_depth": 12, "num_heads": 12, "buffer_size": 64,
                          "head_width": 1024, "head_depth": 6, "num_classes": 1000},
                         {"iterations": 64, "cfg_scale": 2.9, "steps": 100}),
+        GeneratorPreset("mar-l", "mar", "MAR-L: 16+16 layers, width 1024, 16x16x16 continuous tokens, diffusion head",
+                        {"dim": 1024, "encoder_depth": 16, "decoder_depth": 16, "num_heads": 16, "buffer_size": 64,
+                         "head_width": 1280, "head_depth": 8, "num_classes": 1000},
+                        {"iterations": 64, "cfg_scale": 3.0, "steps": 100}),
     )
 }
 

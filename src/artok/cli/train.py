@@ -44,7 +44,7 @@ def add_tokenizer_parser(sub) -> None:
     tok.add_argument("--flip", action="store_true", help="random horizontal flips (deterministic per seed, epoch and image)")
     tok.add_argument("--image-size", type=positive_int, help="square image side (default: the dataset's own; a "
                      "folder's most common size)")
-    tok.add_argument("--out", required=True, help="output model folder")
+    tok.add_argument("--out", help="output model folder (required unless --dry-run)")
     tok.add_argument("--quantizer", default="vq", choices=QUANTIZER_CHOICES, help="quantizer kind (default: vq)")
     tok.add_argument("--quantizer-options", default=None,
                      help='JSON of quantizer config fields, e.g. \'{"codebook_size": 512}\' (see artok options vq)')
@@ -66,6 +66,7 @@ def add_tokenizer_parser(sub) -> None:
                      help="weight of the perceptual loss (default: 0 = off)")
     add_checkpointing(tok)
     add_parallel(tok)
+    add_dry_run(tok, "tokenizer")
     add_common(tok)
 
 
@@ -80,7 +81,7 @@ def add_generator_parser(sub, add_sampling) -> None:
         "tokens), next-x (xAR, KL tokens), dimwise (TokenBridge, PTQ tokens), bitwise (Infinity head, LFQ/BSQ tokens). "
         "The fields --generator-options accepts are listed by 'artok options KIND'.",
     )
-    gen.add_argument("--tokenizer", required=True, help="saved tokenizer folder")
+    gen.add_argument("--tokenizer", help="saved tokenizer folder (required unless --dry-run)")
     gen.add_argument("--generator", default="raster", choices=tuple(KINDS),
                      help="generator kind, a row of artok.zoo.KINDS (default: raster)")
     gen.add_argument("--generator-options", default=None,
@@ -89,7 +90,7 @@ def add_generator_parser(sub, add_sampling) -> None:
     gen.add_argument("--tokens", default=None,
                      help="a sharded token cache written by 'artok encode-dataset' to train on (instead of --dataset)")
     gen.add_argument("--image-size", type=positive_int, help="square image side (default: the tokenizer's)")
-    gen.add_argument("--out", required=True, help="output model folder")
+    gen.add_argument("--out", help="output model folder (required unless --dry-run)")
     gen.add_argument("--steps", type=positive_int, help="training steps (default: the dataset preset)")
     gen.add_argument("--batch-size", type=positive_int, help="sequences per step")
     gen.add_argument("--lr", type=positive_float, help="peak learning rate")
@@ -98,8 +99,46 @@ def add_generator_parser(sub, add_sampling) -> None:
     gen.add_argument("--heads", type=positive_int, help="attention heads")
     add_checkpointing(gen)
     add_parallel(gen)
+    add_dry_run(gen, "generator")
     add_sampling(gen, speculative=False)
     add_common(gen)
+
+
+def add_dry_run(parser, role: str) -> None:
+    from artok.training.dry_run import TRAIN_PRESETS
+
+    names = [name for name, preset in TRAIN_PRESETS.items() if preset.role == role]
+    group = parser.add_argument_group("planning a published shape (--preset NAME --dry-run)")
+    group.add_argument("--preset", choices=names, help="a published training shape: " + ", ".join(names))
+    group.add_argument("--dry-run", action="store_true",
+                       help="report parameters and memory per GPU of --preset (built on the meta device) for "
+                       "--world-size GPUs at the published global batch (or --batch-size per GPU) under --parallel, "
+                       "then run 2 steps at batch 1 on synthetic data on --device; trains nothing")
+    group.add_argument("--world-size", type=positive_int, default=8, help="--dry-run: GPUs to plan for (default: 8)")
+    group.add_argument("--dry-run-steps", type=nonnegative_int, default=2,
+                       help="--dry-run: synthetic steps on --device (default: 2; 0 = only the estimate)")
+
+
+def _require(args, *names: str) -> None:
+    missing = [f"--{name}" for name in names if getattr(args, name) is None]
+    if missing:
+        raise ValueError(f"the following arguments are required: {', '.join(missing)} (or plan a shape with "
+                         "--preset NAME --dry-run)")
+
+
+def cmd_dry_run(args) -> int:
+    from artok.training.dry_run import estimate, get_train_preset, trial_steps
+
+    if args.preset is None:
+        raise ValueError("--dry-run needs --preset NAME (see --help for the names)")
+    preset = get_train_preset(args.preset)
+    report = {"estimate": {mode: estimate(preset, args.world_size, args.batch_size, parallel=mode,
+                                          activation_checkpointing=args.activation_checkpointing)
+                           for mode in ("ddp", "fsdp")}}
+    if args.dry_run_steps:
+        report["trial"] = trial_steps(preset, args.device, args.dry_run_steps)
+    print(json.dumps(report, indent=2))
+    return 0
 
 
 def _train_config(preset_train, args, env):
@@ -184,6 +223,10 @@ def _training_images(args, env, train_config):
 
 def cmd_train_tokenizer(args) -> int:
     import torch
+
+    if args.dry_run or args.preset is not None:
+        return cmd_dry_run(args)
+    _require(args, "out")
 
     from artok.data import load_dataset
     from artok.data.step_batches import sum_across_ranks
@@ -283,6 +326,10 @@ def _generator_data(args, tokenizer, env):
 
 def cmd_train_generator(args) -> int:
     import torch
+
+    if args.dry_run or args.preset is not None:
+        return cmd_dry_run(args)
+    _require(args, "tokenizer", "out")
 
     from artok.distributed import distributed_run
     from artok.hub import save_pretrained

@@ -155,10 +155,15 @@ def train_tokenizer(
     def loss_fn(model, step, micro):
         _set_quantizer_step(model, step)
         images, _ = source.micro_batches(step)[micro]
+        empty = images.shape[0] == 0  # every file of this micro-batch was unreadable (streaming)
+        if empty:  # a zero loss on one blank image: every rank still runs the same collectives
+            images = images.new_zeros((1, *images.shape[1:]))
         out = tokenizer_loss(model, images, losses.l1_weight, l2_weight=losses.l2_weight, perceptual=perceptual,
                              perceptual_weight=losses.perceptual_weight)
         del out["reconstruction"], out["reconstruction_loss"]
-        return {**out, "batch_size": images.shape[0]}
+        if empty:
+            out["loss"] = out["loss"] * 0.0
+        return {**out, "batch_size": 0 if empty else images.shape[0]}
 
     return train(tokenizer, loss_fn, config, out_dir=out_dir, resume=resume, eval_fn=eval_fn, description="tokenizer",
                  parallel=parallel, env=env, routed=(), extra_meta={"num_items": _num_items(source)})

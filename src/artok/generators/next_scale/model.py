@@ -50,7 +50,7 @@ NEXT_SCALE_BLOCKS = ("artok", "var")
 def block_causal_mask(lengths: Sequence[int]) -> torch.Tensor:
     """``L x L`` boolean mask (True = may attend) for blocks of ``lengths``: a position attends to
     every position of its own block and of all earlier blocks."""
-    block = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(list(lengths)))
+    block = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(list(lengths)), output_size=sum(lengths))
     return block[:, None] >= block[None, :]
 
 
@@ -136,7 +136,8 @@ class NextScaleGenerator(Generator):
         self.out_norm = AdaLNOutput(dim)
         self.head = BiasedCategoricalHead(dim, spec.vocab_size) if config.block == "var" else build_discrete_head(
             config.head, spec, dim)
-        levels = torch.repeat_interleave(torch.arange(len(self.scale_lengths)), torch.tensor(self.scale_lengths))
+        levels = torch.repeat_interleave(torch.arange(len(self.scale_lengths)), torch.tensor(self.scale_lengths),
+                                         output_size=sum(self.scale_lengths))
         self.register_buffer("level_of_position", levels, persistent=False)
         self.register_buffer("attention_mask", block_causal_mask(self.scale_lengths), persistent=False)
         self._init_weights()
