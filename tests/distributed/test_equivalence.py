@@ -121,3 +121,9 @@ def test_kill_during_fsdp_checkpoint_write_then_resume_on_one_process(runs, tmp_
     run(tmp_path, *COMMON, "--batch", "8", "--checkpoint-every", "4", "--resume")
     assert_same(runs["one"], tmp_path)
     assert not any(name.startswith(".checkpoint") for name in os.listdir(tmp_path))
+
+
+@pytest.mark.slow  # compile is one call per block; activation checkpointing is covered by the unit tests
+def test_compiled_checkpointed_blocks_follow_the_eager_curve(runs, tmp_path):
+    run(tmp_path, *COMMON, "--batch", "8", "--compile", "--ac")
+    assert_same(runs["one"], tmp_path)
