@@ -16,6 +16,23 @@ from torch import nn
 from artok.tokens import Tokens, TokenSpec
 
 
+def normal_init_(module: nn.Module, zero_bias: bool = True) -> None:
+    """GPT-2's init for ``model.apply``: linear and embedding weights N(0, 0.02), biases zero
+    (left at torch's default with ``zero_bias=False``)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if zero_bias and getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+
+
+def require_discrete_grid(kind: str, spec: "TokenSpec") -> None:
+    """`IncompatibleTokensError` unless ``spec`` is discrete, one id per cell of a grid."""
+    if spec.kind != "discrete" or spec.layout != "grid" or spec.subtokens != 1:
+        raise IncompatibleTokensError(
+            f"the {kind} generator models discrete tokens on a grid, one id per cell; got {spec.kind} tokens with "
+            f"layout {spec.layout!r} and {spec.subtokens} subtoken(s). Use a VQ/FSQ/LFQ/BSQ grid tokenizer.")
+
+
 class IncompatibleTokensError(ValueError):
     """A generator was paired with tokens it cannot model."""
 

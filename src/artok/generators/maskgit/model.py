@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
+from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError, normal_init_
 from artok.generators.head_support import (
     build_discrete_head,
     build_token_embedding,
@@ -83,16 +83,10 @@ class MaskGITGenerator(Generator):
         )
         self.norm = RMSNorm(dim)
         self.head = build_discrete_head(config.head, spec, dim)
-        self.apply(self._init_weights)
+        self.apply(normal_init_)
         nn.init.normal_(self.position, std=0.02)
         nn.init.normal_(self.mask_embedding, std=0.02)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
 
     @classmethod
     def check_spec(cls, spec: TokenSpec, head: str | None = None) -> None:

@@ -22,13 +22,15 @@ video variant.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
+from artok.generators.base import Generator, GeneratorConfig, normal_init_, require_discrete_grid
 from artok.hub import register_model
 from artok.nn import RMSNorm, TransformerBlock, rope_2d_table, swiglu_hidden_dim
 from artok.nn.kv_cache import allocate_caches, attach_caches, detach_caches
@@ -162,19 +164,12 @@ class NARGenerator(Generator):
         self.register_buffer("front_mask", front[None, :] <= front[:, None], persistent=False)
         self.training_plan = neighbour_plan(config.grid, list(range(height * width)), lambda cell: cell + 1)
         self.plans = front_plans(config.grid)
-        self.apply(self._init_weights)
+        self.apply(functools.partial(normal_init_, zero_bias=False))
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
 
     @classmethod
     def check_spec(cls, spec: TokenSpec) -> None:
-        if spec.kind != "discrete" or spec.layout != "grid" or spec.subtokens != 1:
-            raise IncompatibleTokensError(
-                f"the nar generator models discrete tokens on a grid, one id per cell; got {spec.kind} tokens with "
-                f"layout {spec.layout!r} and {spec.subtokens} subtoken(s). Use a VQ/FSQ/LFQ/BSQ grid tokenizer.")
+        require_discrete_grid("nar", spec)
 
     @property
     def all_blocks(self) -> list[nn.Module]:

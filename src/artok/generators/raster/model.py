@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
+from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError, normal_init_
 from artok.generators.head_support import (
     DISCRETE_HEADS,
     build_discrete_head,
@@ -134,14 +134,8 @@ class RasterGenerator(Generator):
         self.register_buffer("rope", rope, persistent=False)
         causal = torch.ones(config.seq_len, config.seq_len, dtype=torch.bool).tril()
         self.register_buffer("causal_mask", causal, persistent=False)
-        self.apply(self._init_weights)
+        self.apply(normal_init_)
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
-            if getattr(module, "bias", None) is not None:
-                nn.init.zeros_(module.bias)
 
     @classmethod
     def check_spec(cls, spec: TokenSpec, head: str | None = None) -> None:

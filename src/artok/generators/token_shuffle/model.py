@@ -21,6 +21,8 @@ token embedding is learned here rather than an LLM's vocabulary; no CFG-schedule
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from artok.generators.base import Generator, GeneratorConfig, IncompatibleTokensError
+from artok.generators.base import Generator, GeneratorConfig, normal_init_, require_discrete_grid
 from artok.hub import register_model
 from artok.nn import RMSNorm, SwiGLU, TransformerBlock, rope_2d_table, swiglu_hidden_dim
 from artok.nn.kv_cache import allocate_caches, attach_caches, detach_caches
@@ -127,20 +129,12 @@ class TokenShuffleGenerator(Generator):
                              persistent=False)
         self.register_buffer("padding", self.group_ids(torch.zeros(1, config.spec.seq_len, dtype=torch.long))[0] < 0,
                              persistent=False)  # merged positions x s^2: True where a window slot is padding
-        self.apply(self._init_weights)
+        self.apply(functools.partial(normal_init_, zero_bias=False))
 
-    @staticmethod
-    def _init_weights(module: nn.Module) -> None:
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(module.weight, std=0.02)
 
     @classmethod
     def check_spec(cls, spec: TokenSpec) -> None:
-        if spec.kind != "discrete" or spec.layout != "grid" or spec.subtokens != 1:
-            raise IncompatibleTokensError(
-                f"the token-shuffle generator models discrete tokens on a grid, one id per cell; got {spec.kind} "
-                f"tokens with layout {spec.layout!r} and {spec.subtokens} subtoken(s). Use a VQ/FSQ/LFQ/BSQ grid "
-                "tokenizer.")
+        require_discrete_grid("token-shuffle", spec)
 
     @property
     def pad_id(self) -> int:
