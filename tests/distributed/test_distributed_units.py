@@ -109,3 +109,30 @@ def test_training_commands_still_require_their_folders(capsys):
     assert main(["train-generator", "--out", "x"]) == 2
     assert "required: --tokenizer" in capsys.readouterr().err
     assert main(["train-generator", "--dry-run"]) == 2
+
+
+def test_resuming_with_another_global_batch_says_the_order_changes(tmp_path):
+    from artok_test_helpers import structured_tokens
+
+    from artok.training import TrainConfig, train_generator
+    from artok.training.config import TrainingWarning
+
+    tokenizer = tiny_tokenizer("vq", {"codebook_size": 16, "codebook_dim": 4})
+    labels = torch.arange(32) % 10
+    tokens = structured_tokens(tokenizer.spec, labels)
+
+    def run(steps, batch, **extra):
+        torch.manual_seed(0)
+        model = build_generator("raster", tokenizer, 10, dim=32, depth=1, num_heads=2)
+        config = TrainConfig(steps=steps, batch_size=batch, warmup_steps=1, progress=False, checkpoint_every=2, **extra)
+        return train_generator(model, tokens, labels, config, out_dir=tmp_path, resume=True)
+
+    with pytest.warns(TrainingWarning, match="nothing to resume"):
+        run(2, 8)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingWarning)
+        run(4, 4, grad_accum=2)  # 4 x 2 = 8: the same batches, silently
+    with pytest.warns(TrainingWarning, match="global batch of 4 .*had 8"):
+        run(6, 4)

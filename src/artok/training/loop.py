@@ -184,6 +184,13 @@ class TrainingSession:
         torch.manual_seed(self.config.seed * 1_000_003 + step * 131 + self.env.rank)
 
     def _restore_meta(self, state: dict) -> None:
+        stored = state.get("config") or {}
+        before = int(stored.get("batch_size", self.config.batch_size)) * int(state.get("world_size", 1)) * int(
+            stored.get("grad_accum", 1))
+        now = self.shard.global_batch(self.config.batch_size)
+        if before != now:
+            self.warn(f"resumed with a global batch of {now} (the checkpoint's run had {before}: --batch-size x "
+                      "processes x --grad-accum); the batch order from here on differs from the original run's")
         self.start = self.last_checkpoint_step = int(state["step"])
         self.result.history = list(state.get("history", []))
         self.result.evaluations = list(state.get("evaluations", []))
