@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from artok_test_helpers import tiny_tokenizer
 from PIL import Image
 
@@ -97,3 +98,19 @@ def test_bad_arguments_are_one_line_errors(setup, tmp_path, capsys, change, mess
     assert main(arguments) == 2
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+def test_generator_trains_from_the_cache_and_refuses_another_tokenizer(setup, tmp_path, capsys):
+    out = setup / "for-generator"
+    assert main(_arguments(setup, out)) == 0
+    generator = ["train-generator", "--tokenizer", str(setup / "tok"), "--tokens", str(out), "--steps", "3",
+                 "--batch-size", "4", "--dim", "32", "--depth", "1", "--heads", "2", "--no-progress"]
+    assert main([*generator, "--out", str(tmp_path / "gen")]) == 0
+    assert (tmp_path / "gen" / "model.safetensors").is_file()
+    torch.manual_seed(123)
+    save_pretrained(tiny_tokenizer("vq", {"codebook_size": 16, "codebook_dim": 4}), tmp_path / "other")
+    capsys.readouterr()
+    other = [*generator, "--out", str(tmp_path / "gen2")]
+    other[other.index(str(setup / "tok"))] = str(tmp_path / "other")
+    assert main(other) == 2
+    assert "encoded by another tokenizer" in capsys.readouterr().err

@@ -307,7 +307,13 @@ def _generator_data(args, tokenizer, env):
     if args.tokens is not None:
         if args.dataset is not None:
             raise ValueError("give --tokens or --dataset, not both")
+        from artok.data.token_cache import tokenizer_fingerprint
+
         cache = TokenShards(args.tokens)
+        recorded = cache.manifest.get("tokenizer_fingerprint")
+        if recorded is not None and recorded != tokenizer_fingerprint(tokenizer):
+            raise ValueError(f"--tokens {args.tokens} was encoded by another tokenizer than --tokenizer "
+                             f"{args.tokenizer}; give the tokenizer it was written with, or re-encode")
         class_names = list(cache.manifest.get("class_names") or [str(c) for c in range(cache.num_classes)])
         size = getattr(tokenizer.config, "image_size", 256)
         shape = SimpleNamespace(channels=getattr(tokenizer.config, "in_channels", 3), image_size=(size, size),
