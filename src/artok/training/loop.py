@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -25,7 +26,14 @@ import torch
 from torch.optim.swa_utils import AveragedModel
 from tqdm.auto import tqdm
 
-from artok.distributed.env import SINGLE, DistributedEnv, all_gather_objects, all_reduce_mean, is_distributed
+from artok.distributed.env import (
+    SINGLE,
+    DistributedEnv,
+    all_gather_objects,
+    all_reduce_mean,
+    barrier,
+    is_distributed,
+)
 from artok.distributed.parallel import ParallelConfig, parallelize
 from artok.hub import atomic_write_text, remove_stale_temporaries
 from artok.training.dcp_checkpoint import dcp_checkpoints, load_dcp, load_meta, remove_stale_dcp, save_dcp, tensor_state
@@ -123,7 +131,7 @@ class TrainingSession:
             except ValueError as error:
                 errors.append(str(error))
                 continue
-            return self._resumed_from(path, sharded[0] if sharded else None, errors)
+            return self._resumed_from(path, errors)
         for path in plain:
             try:
                 state = load_checkpoint(path, map_location=self.device)
@@ -131,10 +139,10 @@ class TrainingSession:
                 errors.append(str(error))
                 continue
             self._restore(path, state)
-            return self._resumed_from(path, plain[0], errors)
+            return self._resumed_from(path, errors)
         raise ValueError(f"no readable checkpoint in {self.out_dir} ({errors[0]}); delete it or train into a new --out")
 
-    def _resumed_from(self, path: Path, newest: Path | None, errors: list[str]) -> None:
+    def _resumed_from(self, path: Path, errors: list[str]) -> None:
         if errors:
             self.warn(f"resumed from {path.name}: newer checkpoints were unreadable ({errors[0]})")
 
@@ -329,12 +337,8 @@ class TrainingSession:
                     **self._meta(step),
                 })
                 keep_checkpoint(self.checkpoint_path, step, self.config.keep)
-                for old in dcp_checkpoints(self.out_dir):
-                    import shutil
-
+                for old in dcp_checkpoints(self.out_dir):  # older, other-format checkpoints
                     shutil.rmtree(old, ignore_errors=True)
-            from artok.distributed.env import barrier
-
             barrier()
         self.last_checkpoint_step = step
         self._last_checkpoint_time = time.perf_counter()
