@@ -22,7 +22,9 @@ def _side_list(text: str) -> tuple[int, ...]:
 #: every option some converter takes: name -> (argparse keyword arguments)
 OPTIONS = {
     "grid": dict(type=positive_int, help="llamagen: token grid side, 16 for 256 px models, 24 for 384 px (default: 16)"),
-    "num_heads": dict(type=positive_int, help="llamagen: attention heads (default: LlamaGen's table for the width)"),
+    "num_heads": dict(type=positive_int, help="llamagen, mar: attention heads (default: the project's table for the width)"),
+    "weights": dict(choices=("ema", "model"), help="mar: the checkpoint's EMA weights ('model_ema', MAR's evaluation "
+                    "weights) or its raw 'model' weights (default: ema)"),
     "image_size": dict(type=positive_int, help="tokenizers: the image side the model is used at (default: 256)"),
     "latent_scale": dict(type=positive_float, help="mar-vae: tokens are the posterior mean times this "
                          "(default: MAR's 0.2325)"),

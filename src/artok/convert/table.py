@@ -70,3 +70,6 @@ register_converter(Converter(
 register_converter(Converter(
     "var", "VAR transformer var_d16.pth .. var_d30.pth (FoundationVision/VAR; needs its VAE: --vae)",
     "generator", "artok.convert.var:convert_file", options=("vae",)))
+register_converter(Converter(
+    "mar", "MAR generator checkpoint-last.pth of mar_base/large/huge (keys 'model' / 'model_ema'; LTH14/mar)",
+    "generator", "artok.convert.mar:convert_file", options=("num_heads", "weights")))

@@ -58,13 +58,18 @@ class DiffusionHead(nn.Module):
         num_timesteps: training diffusion steps.
         noise_schedule: ``"cosine"`` or ``"linear"``.
         prediction: what the network regresses, ``"epsilon"`` (MAR) or ``"v"``.
+        learn_sigma: the network also outputs ``token_dim`` variance channels (MAR's / ADM's learned
+            range ``v``: ``log var = v' log beta + (1 - v') log beta~`` with ``v' = (v + 1) / 2``);
+            `forward` still returns the prediction only, `forward_with_variance` both. Training
+            regresses the prediction (the variance channels get no loss: ADM's VLB term is not
+            implemented). Default False: the output is ``token_dim`` wide as before.
     """
 
     kind = "diffusion"
 
     def __init__(
         self, token_dim: int, cond_dim: int, width: int = 256, depth: int = 3, num_timesteps: int = 1000,
-        noise_schedule: str = "cosine", prediction: str = "epsilon",
+        noise_schedule: str = "cosine", prediction: str = "epsilon", learn_sigma: bool = False,
     ) -> None:
         super().__init__()
         if prediction not in PREDICTIONS:
@@ -72,14 +77,24 @@ class DiffusionHead(nn.Module):
         self.prediction = prediction
         self.token_dim = token_dim
         self.num_timesteps = num_timesteps
-        self.net = AdaLNMLP(token_dim, cond_dim, width, depth, token_dim)
+        self.learn_sigma = learn_sigma
+        self.net = AdaLNMLP(token_dim, cond_dim, width, depth, 2 * token_dim if learn_sigma else token_dim)
         # Derived from the config, so not saved; fp64 for exact respacing.
         self.register_buffer("alphas_cumprod", alphas_cumprod_schedule(num_timesteps, noise_schedule), persistent=False)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Raw network output (eps or v, see ``prediction``) for noisy tokens ``x_t`` (``N x D``) at
         integer steps ``t`` (``N``) given conditions ``z``."""
-        return self.net(x_t, t, z)
+        output = self.net(x_t, t, z)
+        return output[:, : self.token_dim] if self.learn_sigma else output
+
+    def forward_with_variance(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(prediction, variance values)`` of a ``learn_sigma`` head: both ``N x D``; the values are
+        ADM's raw interpolation values ``v`` (see ``learn_sigma``)."""
+        if not self.learn_sigma:
+            raise ValueError("this diffusion head has a fixed variance (learn_sigma=False); it outputs no variance")
+        output = self.net(x_t, t, z)
+        return output[:, : self.token_dim], output[:, self.token_dim :]
 
     def x0_from_output(self, x_t: torch.Tensor, t: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
         """The clean-token estimate implied by a network ``output`` (fp32). Affine in ``output``, so

@@ -33,6 +33,8 @@ from artok.generators.head_support import (
     check_continuous_config,
     check_continuous_head,
 )
+from artok.generators.mar.timm_blocks import TimmBlock
+from artok.heads.diffusion import DiffusionHead
 from artok.hub import register_model
 from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
 from artok.tokens import Tokens, TokenSpec
@@ -53,6 +55,11 @@ class MARConfig(ContinuousHeadFields, GeneratorConfig):
         dropout: attention / residual dropout.
         mask_ratio_min, mask_ratio_std: training mask ratio ~ N(1, std) truncated to [min, 1].
         head: ``"diffusion"`` (DDPM) or ``"flow"`` (flow matching).
+        block: ``"swiglu"`` (artok's RMSNorm / SwiGLU blocks) or ``"timm"``: MAR's own layout
+            (`artok.generators.mar.timm_blocks`: LayerNorm ViT blocks with GELU MLPs, LayerNorm
+            encoder / decoder norms, and MAR's ``z_proj_ln`` LayerNorm on the encoder input after
+            the position embedding); ``hidden_dim`` then defaults to ``4 * dim``.
+        learn_sigma: the diffusion head also outputs a learned variance (MAR's 2 x channels).
         head_width, head_depth, head_batch_mul, num_timesteps, noise_schedule, prediction,
             time_sampling, token_scale: keyword-only head options (`ContinuousHeadFields`).
     """
@@ -63,6 +70,8 @@ class MARConfig(ContinuousHeadFields, GeneratorConfig):
     mask_ratio_min: float = 0.7
     mask_ratio_std: float = 0.25
     head: str = "diffusion"
+    block: str = "swiglu"
+    learn_sigma: bool = False
 
     def __post_init__(self) -> None:
         spec = TokenSpec.coerce(self.token_spec)
@@ -76,6 +85,10 @@ class MARConfig(ContinuousHeadFields, GeneratorConfig):
             raise ValueError(f"buffer_size must be >= 1, got {self.buffer_size}")
         if not 0.0 < self.mask_ratio_min <= 1.0 or self.mask_ratio_std <= 0:
             raise ValueError(f"need 0 < mask_ratio_min <= 1 and mask_ratio_std > 0, got {self.mask_ratio_min}, {self.mask_ratio_std}")
+        if self.block not in ("swiglu", "timm"):
+            raise ValueError(f"block must be 'swiglu' or 'timm', got {self.block!r}")
+        if self.learn_sigma and self.head != "diffusion":
+            raise ValueError("learn_sigma needs head='diffusion' (a flow head has no variance)")
 
 
 def truncated_normal_ratio(mean: float, std: float, low: float, high: float, device=None) -> float:
@@ -98,24 +111,36 @@ class MARGenerator(Generator):
         self.bind_spec_check(config.head)
         spec, dim = config.spec, config.dim
         seq_len, token_dim = spec.seq_len, spec.channels
-        hidden = config.hidden_dim or swiglu_hidden_dim(dim)
+        timm = config.block == "timm"
+        hidden = config.hidden_dim or (4 * dim if timm else swiglu_hidden_dim(dim))
+
+        def make_block() -> nn.Module:
+            if timm:
+                return TimmBlock(dim, config.num_heads, hidden, config.dropout)
+            return TransformerBlock(dim, config.num_heads, hidden, config.dropout)
+
+        def make_norm() -> nn.Module:
+            return nn.LayerNorm(dim, eps=1e-6) if timm else RMSNorm(dim)
+
         self.token_proj = nn.Linear(token_dim, dim)
         self.class_embedding = nn.Embedding(config.num_classes + 1, dim)
         self.mask_token = nn.Parameter(torch.zeros(dim))
         self.encoder_position = nn.Parameter(torch.zeros(config.buffer_size + seq_len, dim))
-        self.encoder = nn.ModuleList(
-            TransformerBlock(dim, config.num_heads, hidden, config.dropout) for _ in range(config.encoder_depth)
-        )
-        self.encoder_norm = RMSNorm(dim)
+        if timm:
+            self.input_norm = nn.LayerNorm(dim, eps=1e-6)
+        self.encoder = nn.ModuleList(make_block() for _ in range(config.encoder_depth))
+        self.encoder_norm = make_norm()
         if config.decoder_depth:
             self.decoder_proj = nn.Linear(dim, dim)
             self.decoder_position = nn.Parameter(torch.zeros(config.buffer_size + seq_len, dim))
-            self.decoder = nn.ModuleList(
-                TransformerBlock(dim, config.num_heads, hidden, config.dropout) for _ in range(config.decoder_depth)
-            )
-            self.decoder_norm = RMSNorm(dim)
+            self.decoder = nn.ModuleList(make_block() for _ in range(config.decoder_depth))
+            self.decoder_norm = make_norm()
         self.head_position = nn.Parameter(torch.zeros(seq_len, dim))
-        self.head = build_continuous_head(config, token_dim, dim)
+        if config.learn_sigma:
+            self.head = DiffusionHead(token_dim, dim, config.head_width, config.head_depth, config.num_timesteps,
+                                      config.noise_schedule, config.prediction, learn_sigma=True)
+        else:
+            self.head = build_continuous_head(config, token_dim, dim)
         for name, param in self.named_parameters():
             if "position" in name or name == "mask_token":
                 nn.init.normal_(param, std=0.02)
@@ -133,6 +158,11 @@ class MARGenerator(Generator):
         buffer = self.class_embedding(labels).unsqueeze(1).expand(-1, self.config.buffer_size, -1)
         return torch.cat([buffer, x], dim=1)
 
+    def _encoder_input(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Class buffer + token embeddings + encoder positions (then MAR's ``z_proj_ln`` with ``block="timm"``)."""
+        x = self._with_buffer(x, labels) + self.encoder_position
+        return self.input_norm(x) if self.config.block == "timm" else x
+
     def embed_values(self, values: torch.Tensor) -> torch.Tensor:
         """Token embeddings ``B x L x dim`` of scaled tokens (samplers keep tokens in fp32; the
         projection runs in the weights' dtype)."""
@@ -146,7 +176,7 @@ class MARGenerator(Generator):
         x = self.embed_values(values)
         if not self.config.decoder_depth:
             x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
-            x = self._with_buffer(x, labels) + self.encoder_position
+            x = self._encoder_input(x, labels)
             for block in self.encoder:
                 x = block(x)
             return self.encoder_norm(x)[:, buffer:] + self.head_position
@@ -154,7 +184,7 @@ class MARGenerator(Generator):
         if not bool((counts == counts[0]).all()):
             raise ValueError("the MAE encoder needs the same number of unknown tokens in every row")
         keep = torch.cat([torch.zeros_like(mask[:, :buffer]), mask], dim=1)  # True = drop
-        x = self._with_buffer(x, labels) + self.encoder_position
+        x = self._encoder_input(x, labels)
         num_keep = x.shape[1] - int(counts[0])
         index = torch.argsort(keep.int(), dim=1, stable=True)[:, :num_keep]  # kept positions, in order
         gathered = torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
