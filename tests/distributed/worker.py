@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
 
-from artok_test_helpers import structured_tokens, tiny_tokenizer  # noqa: E402
+from artok_test_helpers import NATURAL, TOKENIZERS, options_for, structured_tokens, tiny_tokenizer  # noqa: E402
 
 from artok.data.base import ImageDataset  # noqa: E402
 from artok.distributed import ParallelConfig, distributed_run  # noqa: E402
@@ -29,6 +29,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--what", choices=("generator", "tokenizer"), default="generator")
     parser.add_argument("--mode", choices=("none", "ddp", "fsdp"), default="none")
+    parser.add_argument("--kind", default="raster", help="generator kind (its natural tiny tokenizer)")
     parser.add_argument("--batch", type=int, default=8, help="per rank and micro-step")
     parser.add_argument("--accum", type=int, default=1)
     parser.add_argument("--steps", type=int, default=20)
@@ -72,7 +73,15 @@ def run_job(args: argparse.Namespace, env) -> None:
                 os.kill(os.getpid(), signal.SIGKILL)
 
         torch.save = save_then_maybe_die
-    if args.what == "generator":
+    if args.what == "generator" and args.kind != "raster":
+        tokenizer = TOKENIZERS[NATURAL[args.kind]]()
+        labels = torch.arange(64) % 10
+        tokens = structured_tokens(tokenizer.spec, labels)
+        torch.manual_seed(1)
+        model = build_generator(args.kind, tokenizer, 10, tokens=tokens, **options_for(args.kind))
+        result = train_generator(model, tokens, labels, config, out_dir=out, resume=args.resume,
+                                 parallel=parallel, env=env)
+    elif args.what == "generator":
         tokenizer = tiny_tokenizer("vq", {"codebook_size": 16, "codebook_dim": 4})
         labels = torch.arange(64) % 10
         tokens = structured_tokens(tokenizer.spec, labels)
