@@ -9,6 +9,7 @@ print as ``artok: warning: ...``; Ctrl-C / SIGTERM during training writes a chec
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 
@@ -130,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             check_device(args.device)
         return COMMANDS[args.command](args)
     except TrainingInterrupted as interrupt:
-        print(f"artok: interrupted: {interrupt}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops at the same step: say it once
+            print(f"artok: interrupted: {interrupt}", file=sys.stderr)
         return 143 if str(interrupt).startswith("SIGTERM") else 130
     except KeyboardInterrupt:
         print("artok: interrupted", file=sys.stderr)
