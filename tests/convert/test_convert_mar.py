@@ -219,3 +219,40 @@ def test_block_options_are_checked():
     with pytest.raises(ValueError, match="fixed variance"):
         MARGenerator(MARConfig(token_spec=SPEC.to_dict(), dim=32, num_heads=2)).head.forward_with_variance(
             torch.zeros(1, 4), torch.zeros(1, dtype=torch.long), torch.zeros(1, 32))
+
+
+def test_learned_variance_ddpm_step_is_adms(generator):
+    """Two respaced steps by hand (ADM's LEARNED_RANGE p_sample, MAR's CFG on eps with the conditional
+    rows' variance) vs `final_mean` fed the same noise."""
+    from artok.sampling.continuous import final_mean, respaced_timesteps
+
+    head = generator.head
+    torch.manual_seed(5)
+    z, noise = torch.randn(6, 32), torch.randn(2, 3, 4)
+    t0, t1 = respaced_timesteps(1000, 2).tolist()
+    abar = head.alphas_cumprod.double()
+    a0, a1 = float(abar[t0]), float(abar[t1])
+    with torch.no_grad():
+        for guided in (False, True):
+            rows, scale = (z, 2.5) if guided else (z[:3], 1.0)
+            x = noise[0].double()
+            eps, values = head.forward_with_variance(torch.cat([noise[0]] * (2 if guided else 1)),
+                                                     torch.full((rows.shape[0],), t0), rows)
+            if guided:
+                cond, uncond = eps.chunk(2)
+                eps, values = uncond + scale * (cond - uncond), values[:3]
+            beta = 1 - a0 / a1
+            x0 = (x - (1 - a0) ** 0.5 * eps.double()) / a0**0.5
+            mean = a1**0.5 * beta / (1 - a0) * x0 + (1 - beta) ** 0.5 * (1 - a1) / (1 - a0) * x
+            posterior = beta * (1 - a1) / (1 - a0)
+            frac = (values.double() + 1) / 2
+            std = torch.exp(0.5 * (frac * torch.log(torch.tensor(beta)) + (1 - frac) * torch.log(torch.tensor(posterior))))
+            x = mean + 0.9 * std * noise[1].double()
+            eps = head(torch.cat([x.float()] * (2 if guided else 1)), torch.full((rows.shape[0],), t1), rows).double()
+            if guided:
+                cond, uncond = eps.chunk(2)
+                eps = uncond + scale * (cond - uncond)
+            x0 = (x - (1 - a1) ** 0.5 * eps) / a1**0.5  # last step: abar_prev = 1, the mean is x0
+            ours = final_mean(head, rows, steps=2, method="ddpm", temperature=0.9, guided=guided, cfg_scale=scale,
+                              noise=noise)
+            torch.testing.assert_close(ours.double(), x0, atol=1e-4, rtol=1e-4)

@@ -5,6 +5,9 @@
   https://arxiv.org/abs/2102.09672, section 4): for the kept steps ``t_1 > ... > t_S`` the betas are
   recomputed as ``1 - abar_{t_i} / abar_{t_{i+1}}``. The reverse-step noise is multiplied by
   ``temperature`` as in MAR (https://arxiv.org/abs/2406.11838), which trades diversity for fidelity.
+  Its std is the posterior's (fixed), or for a ``learn_sigma`` head (MAR's converted heads) ADM's
+  learned interpolation between ``log beta`` and the posterior's log variance, per element, taken
+  from the conditional rows under guidance (MAR guides eps only).
 - `sample_flow`: integrates the flow head's velocity from ``t = 0`` (noise) to ``t = 1`` (data) with
   ``steps`` uniform steps, either by Euler (the ODE) or by Euler-Maruyama on the SDE with the same
   marginals (Song et al., https://arxiv.org/abs/2011.13456; SiT, https://arxiv.org/abs/2401.08740):
@@ -31,6 +34,7 @@ follow aligned trajectories, which is what continuous speculative decoding
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -139,13 +143,30 @@ def ddpm_table(alphas_cumprod: torch.Tensor, steps: int) -> list[tuple[int, floa
     return table
 
 
+def _learned_sigma(values: torch.Tensor, step: tuple, next_step: tuple, guided: bool) -> torch.Tensor:
+    """Per-element noise std of a ``learn_sigma`` head's step (not the last): ADM's
+    ``exp(0.5 (f log beta + (1 - f) log posterior_variance))`` with ``f = (v + 1) / 2``, ``beta`` the
+    respaced step's (from the table's ``sqrt(abar)`` of this and the next step)."""
+    if guided:
+        values = values.chunk(2)[0]
+    beta = 1 - step[1] ** 2 / next_step[1] ** 2
+    frac = (values.float() + 1) / 2
+    log_variance = frac * math.log(beta) + (1 - frac) * math.log(step[5] ** 2)
+    return torch.exp(0.5 * log_variance)
+
+
 def _diffusion_final_mean(head: DiffusionHead, z, noise: NoiseSource, *, steps, temperature, guided, cfg_scale, clip_x0,
                           table=None):
     x = noise(0)
     table = table or ddpm_table(head.alphas_cumprod, steps)
+    learned = getattr(head, "learn_sigma", False)
     for i, (t, sqrt_abar, sqrt_one_minus, c_x0, c_xt, sigma) in enumerate(table):
         t_rows = torch.full((z.shape[0],), t, device=z.device, dtype=torch.long)
-        output = guide(head(_double(x, guided), t_rows, z).float(), guided, cfg_scale)
+        if learned:
+            output, values = head.forward_with_variance(_double(x, guided), t_rows, z)
+            output = guide(output.float(), guided, cfg_scale)
+        else:
+            output = guide(head(_double(x, guided), t_rows, z).float(), guided, cfg_scale)
         if head.prediction == "v":
             x0 = sqrt_abar * x - sqrt_one_minus * output
         else:
@@ -155,6 +176,9 @@ def _diffusion_final_mean(head: DiffusionHead, z, noise: NoiseSource, *, steps, 
         mean = c_x0 * x0 + c_xt * x
         if i + 1 == len(table):
             return mean
+        if learned:  # ADM's learned range, the conditional rows' variance under guidance (as MAR)
+            x = mean + temperature * _learned_sigma(values, table[i], table[i + 1], guided) * noise(i + 1)
+            continue
         x = mean + (sigma * temperature) * noise(i + 1)
     raise AssertionError("unreachable")
 
