@@ -18,7 +18,12 @@ embedding is fp32 whatever the weights):
    cosine DDPM, learned variance, temperature, CFG) with its Gaussian draws recorded vs artok's
    `artok.sampling.continuous.final_mean` given the same draws: max |difference| of the tokens (and
    relative to the largest token: random heads predict eps poorly, and the DDPM's first steps
-   multiply that error by ``1 / sqrt(abar_T) ~ 2e4``, so the tokens are large).
+   multiply that error by ``1 / sqrt(abar_T) ~ 2e4``, so the tokens are large);
+4. whole sampling: MAR's ``sample_tokens`` (``--iterations``, ``--sample-steps``, CFG linear) fed
+   artok's random numbers (generation orders from artok's reveal ranks, head noise in artok's draw
+   order) vs artok's `sample_mar`: relative max |difference| of the tokens, as is and with MAR's
+   last-iteration guidance (MAR clamps its ``mask_len`` to >= 1, so its last iteration guides with
+   ``1 + (cfg - 1) (L - 1) / L``; artok's with the full ``cfg``).
 
 MAR imports ``timm`` (``timm.models.vision_transformer.Block``), which artok does not depend on:
 install it next to artok for this script only (``pip install timm --no-deps``). timm's package
@@ -204,6 +209,70 @@ def matched_sampling(model, artok, z: torch.Tensor, seed: int, cfg: float, tempe
             "sample_relative_diff": float((theirs[:half] - ours.to(theirs.dtype)).abs().max() / theirs[:half].abs().max())}
 
 
+def full_sampling(model, artok, labels: torch.Tensor, seed: int, cfg: float, temperature: float, steps: int,
+                  iterations: int) -> dict:
+    """MAR's ``sample_tokens`` vs artok's `sample_mar`, MAR fed artok's random numbers: its generation
+    orders from artok's reveal ranks, its head noise from the same generator in artok's draw order (the
+    initial noise and one draw per step but the last; MAR's ``t = 0`` draw is masked out anyway)."""
+    import diffusion.gaussian_diffusion as gd  # MAR's, from the clone
+
+    import artok.generators.mar.sample as artok_sample
+    from artok.sampling.configs import MARSamplerConfig
+
+    diffloss, head = fp32_heads(model, artok)
+    mar_model, ours_model = copy.deepcopy(model).float(), copy.deepcopy(artok).float()
+    mar_model.diffloss, ours_model.head = diffloss, head
+    diffloss.gen_diffusion = mar_diffusion(steps)  # MAR's --num_sampling_steps
+    batch, seq_len, channels = labels.shape[0], model.seq_len, model.token_embed_dim
+    rng = torch.Generator().manual_seed(seed)
+    rank = torch.rand(batch, seq_len, generator=rng).argsort(dim=1).argsort(dim=1)
+    mar_model.sample_orders = lambda bsz: rank.argsort(dim=1, descending=True)  # orders[:, :n] = last revealed
+    calls = {"n": 0}
+    original_randn, original_like = torch.randn, gd.th.randn_like
+
+    def initial(*shape, **kwargs):  # DiffLoss.sample's torch.randn(N, C)
+        calls["n"] = 0
+        return original_randn(*shape, generator=rng)
+
+    def step_noise(x, *args, **kwargs):  # p_sample's randn_like(x), x = 2N x C under CFG
+        calls["n"] += 1
+        rows = x.shape[0] // 2 if cfg != 1.0 else x.shape[0]
+        if calls["n"] == steps:
+            return torch.zeros_like(x)
+        draw = original_randn((rows, channels), generator=rng)
+        return torch.cat([draw, torch.zeros_like(draw)]) if cfg != 1.0 else draw
+
+    import models.diffloss as mar_diffloss
+
+    mar_diffloss.torch = types.SimpleNamespace(**{**vars(torch), "randn": initial})
+    gd.th.randn_like = step_noise
+    try:
+        with torch.no_grad():
+            theirs = mar_model.sample_tokens(batch, num_iter=iterations, cfg=cfg, cfg_schedule="linear", labels=labels,
+                                             temperature=temperature)
+    finally:
+        mar_diffloss.torch, gd.th.randn_like = torch, original_like
+    theirs = theirs.flatten(2).transpose(1, 2)  # unpatchify's B x C x h x w -> B x L x C
+    config = MARSamplerConfig(iterations=iterations, steps=steps, cfg_scale=cfg, cfg_schedule="linear",
+                              temperature=temperature, method="ddpm")
+    ours = artok_sample.sample_mar(ours_model, labels, config, torch.Generator().manual_seed(seed)).values
+    out = {"iterations": iterations, "steps": steps, "cfg": cfg, "temperature": temperature,
+           "tokens_max_abs": float(theirs.abs().max()),
+           "tokens_relative_diff": float((theirs - ours).abs().max() / theirs.abs().max())}
+    # MAR's last iteration guides with 1 + (cfg - 1) (L - 1) / L (its mask_len is clamped to >= 1
+    # even when nothing stays masked); artok's with the full cfg (all L known). The same tokens with
+    # MAR's rule, to show that this is the only difference:
+    original_scale = artok_sample.mar_cfg_scale
+    artok_sample.mar_cfg_scale = lambda scale, schedule, known, length: original_scale(
+        scale, schedule, min(known, length - 1), length)
+    try:
+        ours = artok_sample.sample_mar(ours_model, labels, config, torch.Generator().manual_seed(seed)).values
+    finally:
+        artok_sample.mar_cfg_scale = original_scale
+    out["tokens_relative_diff_with_mars_last_step_cfg"] = float((theirs - ours).abs().max() / theirs.abs().max())
+    return out
+
+
 def mar_diffusion(steps: int):
     from diffusion import create_diffusion  # MAR's, from the clone
 
@@ -220,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cfg", type=float, default=3.0)
     parser.add_argument("--temperature", type=float, default=0.95)
     parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--iterations", type=int, default=4, help="sample_tokens: MAR iterations")
+    parser.add_argument("--sample-steps", type=int, default=20, help="sample_tokens: diffusion steps per iteration")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/bench/parity_mar.json"))
     args = parser.parse_args(argv)
@@ -241,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_default_dtype(torch.float32)  # the heads: fp32 (MAR's diffusion code makes fp32 tensors)
     report.update(head_outputs(model, artok, z, args.seed + 2, args.cfg))
     report["sampling"] = matched_sampling(model, artok, z, args.seed + 3, args.cfg, args.temperature, args.steps)
+    labels = torch.arange(args.batch) % args.classes
+    report["sample_tokens"] = full_sampling(model, artok, labels, args.seed + 4, args.cfg, args.temperature,
+                                            args.sample_steps, args.iterations)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
