@@ -32,7 +32,9 @@ def test_deterministic_and_token_scale(zoo_generator):
 
 
 def test_linear_cfg_rises_with_known_tokens():
-    assert mar_cfg_scale(4.0, "linear", 0, 16) == 1.0 and mar_cfg_scale(4.0, "linear", 16, 16) == 4.0
+    assert mar_cfg_scale(4.0, "linear", 0, 16) == 1.0 and mar_cfg_scale(4.0, "linear", 8, 16) == 2.5
+    # MAR floors the count still masked at 1: the last iteration guides with 1 + 3 * 15 / 16, as its code does
+    assert mar_cfg_scale(4.0, "linear", 16, 16) == mar_cfg_scale(4.0, "linear", 15, 16) == 1.0 + 3.0 * 15 / 16
     assert mar_cfg_scale(4.0, "constant", 3, 16) == 4.0
 
 

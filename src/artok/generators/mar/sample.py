@@ -24,9 +24,11 @@ from artok.tokens import Tokens
 
 
 def mar_cfg_scale(cfg_scale: float, schedule: str, known_after: int, seq_len: int) -> float:
-    """MAR's guidance: constant, or linear in the fraction of tokens known after the step."""
+    """MAR's guidance: constant, or linear in the fraction of tokens known after the step. As in
+    MAR's ``sample_tokens``, the count still masked is floored at 1, so the last iteration guides
+    with ``1 + (cfg - 1) (L - 1) / L``, not the full scale."""
     if schedule == "linear":
-        return 1.0 + (cfg_scale - 1.0) * known_after / seq_len
+        return 1.0 + (cfg_scale - 1.0) * min(known_after, seq_len - 1) / seq_len
     return cfg_scale
 
 
