@@ -30,6 +30,9 @@ from torch import nn
 from artok.hub import register_model
 from artok.quantizers import build_quantizer
 from artok.tokenizers.base import Tokenizer, latent_token_spec
+from artok.tokenizers.cnn import (
+    Upsample,  # the same nearest x2 + 3x3 conv (LDM names: upsample.conv)
+)
 from artok.tokens import Tokens, TokenSpec
 
 
@@ -180,15 +183,6 @@ class Downsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, (0, 1, 0, 1)))
-
-
-class Upsample(nn.Module):
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
 class Level(nn.Module):
