@@ -64,6 +64,11 @@ class GeneratorConfig:
     def spec(self) -> TokenSpec:
         return TokenSpec.from_dict(self.token_spec)
 
+    def check_rope_2d(self) -> None:
+        """2D rotary embeddings split each head into 4 parts (row/column x sin/cos)."""
+        if (self.dim // self.num_heads) % 4:
+            raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {self.dim // self.num_heads}")
+
     def check_common(self) -> None:
         """Raise ValueError for a field every generator shares that is out of range."""
         if self.num_classes < 1:

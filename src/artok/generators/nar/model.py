@@ -60,8 +60,7 @@ class NARConfig(GeneratorConfig):
         self.check_common()
         if self.vertical_depth < 1:
             raise ValueError(f"vertical_depth must be >= 1, got {self.vertical_depth}")
-        if (self.dim // self.num_heads) % 4:
-            raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {self.dim // self.num_heads}")
+        self.check_rope_2d()
 
     @property
     def grid(self) -> tuple[int, int]:

@@ -83,8 +83,8 @@ class RasterConfig(GeneratorConfig):
         self.check_common()
         if self.spec.layout == "sequence":
             self.rope_2d = False
-        if self.rope_2d and (self.dim // self.num_heads) % 4:
-            raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {self.dim // self.num_heads}")
+        if self.rope_2d:
+            self.check_rope_2d()
         if self.rope_prefix not in PREFIX_ROTATIONS:
             raise ValueError(f"rope_prefix must be one of {PREFIX_ROTATIONS}, got {self.rope_prefix!r}")
         if self.norm_eps <= 0:

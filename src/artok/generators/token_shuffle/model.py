@@ -63,8 +63,7 @@ class TokenShuffleConfig(GeneratorConfig):
         self.check_common()
         if self.window < 1 or self.unshuffle_depth < 0:
             raise ValueError(f"need window >= 1 and unshuffle_depth >= 0, got {self.window}, {self.unshuffle_depth}")
-        if (self.dim // self.num_heads) % 4:
-            raise ValueError(f"2D RoPE needs head_dim divisible by 4, got {self.dim // self.num_heads}")
+        self.check_rope_2d()
 
     @property
     def grid(self) -> tuple[int, int]:
