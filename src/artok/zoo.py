@@ -114,7 +114,12 @@ class Kind:
     description: str = ""
 
     def matches(self, generator) -> bool:
-        return type(generator) is self.model and (self.head is None or generator.config.head == self.head)
+        """``generator`` is this kind's class, or an unregistered design of it (next-X's two
+        denoisers are subclasses that keep its ``model_type``), with this kind's head."""
+        cls = type(generator)
+        model_type = getattr(self.model, "model_type", None)
+        design = model_type is not None and issubclass(cls, self.model) and getattr(cls, "model_type", None) == model_type
+        return (cls is self.model or design) and (self.head is None or generator.config.head == self.head)
 
 
 def _engine(module: str, name: str):

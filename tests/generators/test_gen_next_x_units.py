@@ -113,7 +113,7 @@ def test_save_load_round_trip(tmp_path, name):
     randomize_zero_init(generator)
     save_pretrained(generator, tmp_path / name)
     loaded = from_pretrained(tmp_path / name)
-    assert type(loaded) is NextXGenerator and loaded.config == generator.config
+    assert isinstance(loaded, NextXGenerator) and type(loaded) is type(generator) and loaded.config == generator.config
     assert loaded.config.denoiser == "transformer" and loaded.config.scales == generator.config.scales
     for key, value in generator.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
@@ -150,3 +150,19 @@ def test_sequence_tokens_support_token_and_image_units():
         generator = make(token_spec=spec, unit=unit).eval()
         tokens = sample(generator, torch.tensor([1]), NextXSamplerConfig(steps=2), torch.Generator().manual_seed(0))
         assert tokens.spec == spec and tokens.values.shape == (1, 6, 2)
+
+
+def test_each_denoiser_is_its_own_design():
+    """``NextXGenerator(config)`` builds the design ``config.denoiser`` names; each holds only its
+    own layers; a design class refuses the other design's config; both are the next-x kind."""
+    from artok.generators.next_x.model import HeadDenoiserGenerator, XARDenoiserGenerator
+    from artok.zoo import generator_kind
+
+    xar, head = make(unit="cell"), make(unit="cell", denoiser="head")
+    assert type(xar) is XARDenoiserGenerator and type(head) is HeadDenoiserGenerator
+    assert hasattr(xar, "input_proj") and not hasattr(xar, "head") and not hasattr(xar, "context_proj")
+    assert hasattr(head, "head") and not hasattr(head, "input_proj") and not hasattr(head, "output")
+    assert generator_kind(xar) == generator_kind(head) == "next-x"
+    with pytest.raises(ValueError, match="not the denoiser='head' design"):
+        XARDenoiserGenerator(head.config)
+    assert type(XARDenoiserGenerator(xar.config)) is XARDenoiserGenerator

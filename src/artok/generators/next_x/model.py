@@ -206,9 +206,23 @@ def sample_flow_times(shape: tuple[int, ...], time_sampling: str, device) -> tor
 
 @register_model("next_x")
 class NextXGenerator(Generator):
-    """Block-causal transformer over entities of continuous tokens; see the module docstring."""
+    """Block-causal transformer over entities of continuous tokens; see the module docstring.
+
+    The two denoisers are two architectures sharing the entity layout, the class embedding, the
+    slot positions and the block-causal transformer: ``NextXGenerator(config)`` builds the one
+    ``config.denoiser`` names, `XARDenoiserGenerator` (``"transformer"``) or `HeadDenoiserGenerator`
+    (``"head"``), each a subclass holding only its own layers and loss (state-dict names are
+    unchanged, so checkpoints load either way)."""
 
     config_class = NextXConfig
+
+    def __new__(cls, config: NextXConfig | None = None, *args, **kwargs):
+        if config is not None:
+            design = DENOISER_CLASSES[config.denoiser]
+            if cls is not NextXGenerator and cls is not design:
+                raise ValueError(f"{cls.__name__} is not the denoiser={config.denoiser!r} design; build NextXGenerator(config)")
+            cls = design
+        return super().__new__(cls)
 
     def __init__(self, config: NextXConfig) -> None:
         super().__init__()
@@ -230,40 +244,32 @@ class NextXGenerator(Generator):
             self.entity_sizes = [self.unit_size] * index.shape[0]
         self.num_units = len(self.entity_sizes)
         self.entity_starts = [sum(self.entity_sizes[:n]) for n in range(self.num_units + 1)]
-        sequence_length = self.entity_starts[-1]
         entity = torch.repeat_interleave(torch.arange(self.num_units), torch.tensor(self.entity_sizes))
         self.register_buffer("sequence_valid", valid.reshape(-1), persistent=False)
         self.register_buffer("entity_of_position", entity, persistent=False)
         self.register_buffer("attention_mask", block_causal_mask(self.entity_sizes), persistent=False)
         self.class_embedding = nn.Embedding(config.num_classes + 1, dim)
-        self.position = nn.Parameter(torch.zeros(sequence_length, dim))  # slot positions, entity order
-        hidden = config.hidden_dim or swiglu_hidden_dim(dim)
-        if config.denoiser == "head":
-            self.context_proj = nn.Linear(spec.channels, dim)
-            self.context_time = TimestepEmbedder(dim, scale=1000.0)
-            self.context_position = nn.Parameter(torch.zeros(sequence_length, dim))
-        else:
-            self.input_proj = nn.Linear(spec.channels, dim)
-            self.time_embedding = TimestepEmbedder(dim, scale=1000.0)
-        block = TransformerBlock if config.denoiser == "head" else AdaLNTransformerBlock
-        self.blocks = nn.ModuleList(block(dim, config.num_heads, hidden, config.dropout) for _ in range(config.depth))
-        self.norm = RMSNorm(dim) if config.denoiser == "head" else AdaLNOutput(dim)
-        if config.denoiser == "head":
-            self.head = build_continuous_head(config, spec.channels, dim)
-        else:
-            self.output = nn.Linear(dim, spec.channels)
-            # zero-initialised, as DiT's final layer: the first prediction is a zero velocity
-            nn.init.zeros_(self.output.weight)
-            nn.init.zeros_(self.output.bias)
-        # (this initialisation order keeps the head design's seeded weights as before)
+        self.position = nn.Parameter(torch.zeros(self.sequence_length, dim))  # slot positions, entity order
+        # (this creation and initialisation order keeps the seeded weights of both designs as before)
+        self.build_denoiser(config, config.hidden_dim or swiglu_hidden_dim(dim))
         nn.init.normal_(self.position, std=0.02)
-        if config.denoiser == "head":
-            nn.init.normal_(self.context_position, std=0.02)
+        self.init_denoiser()
         nn.init.normal_(self.class_embedding.weight, std=0.02)
+
+    def build_denoiser(self, config: NextXConfig, hidden: int) -> None:
+        """The design's own input layers, blocks, final norm and output (subclasses)."""
+        raise NotImplementedError
+
+    def init_denoiser(self) -> None:
+        """The design's own initialisation after the slot positions' (subclasses)."""
+
+    def denoiser_loss(self, values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
 
     @property
     def flow_or_head(self) -> str:
-        return self.config.head if self.config.denoiser == "head" else "flow"
+        """The continuous model the tokens must suit: ``"flow"`` or the head's kind."""
+        raise NotImplementedError
 
     @classmethod
     def check_spec(cls, spec: TokenSpec, head: str | None = None) -> None:
@@ -330,12 +336,40 @@ class NextXGenerator(Generator):
     def loss(self, tokens: Tokens, cond: torch.Tensor) -> dict[str, torch.Tensor]:
         self.check_spec(tokens.spec, head=self.flow_or_head)
         labels = self.drop_labels(cond)
-        values = tokens.values * self.config.token_scale
-        if self.config.denoiser == "head":
-            return {"loss": self.head_loss(values, labels)}
-        return {"loss": self.transformer_loss(values, labels)}
+        return {"loss": self.denoiser_loss(tokens.values * self.config.token_scale, labels)}
 
-    # -- transformer denoiser (xAR) ---------------------------------------------------------------
+    # -- cache ---------------------------------------------------------------------------------
+    def setup_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> None:
+        param = self.position
+        attach_caches(self.blocks, allocate_caches(self.blocks, batch_size, self.sequence_length, dtype or param.dtype, param.device))
+
+    def clear_cache(self) -> None:
+        detach_caches(self.blocks)
+
+
+class XARDenoiserGenerator(NextXGenerator):
+    """``denoiser="transformer"`` (xAR as published): the transformer itself, modulated per token by
+    adaLN-Zero with the entity's time and the class, regresses each entity's velocity."""
+
+    def build_denoiser(self, config: NextXConfig, hidden: int) -> None:
+        spec, dim = config.spec, config.dim
+        self.input_proj = nn.Linear(spec.channels, dim)
+        self.time_embedding = TimestepEmbedder(dim, scale=1000.0)
+        self.blocks = nn.ModuleList(AdaLNTransformerBlock(dim, config.num_heads, hidden, config.dropout)
+                                    for _ in range(config.depth))
+        self.norm = AdaLNOutput(dim)
+        self.output = nn.Linear(dim, spec.channels)
+        # zero-initialised, as DiT's final layer: the first prediction is a zero velocity
+        nn.init.zeros_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+
+    @property
+    def flow_or_head(self) -> str:
+        return "flow"
+
+    def denoiser_loss(self, values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.transformer_loss(values, labels)
+
     def velocity(
         self, x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor, input_pos: torch.Tensor | None = None,
         mask: torch.Tensor | None = None, positions: torch.Tensor | None = None,
@@ -378,7 +412,31 @@ class NextXGenerator(Generator):
         error = (prediction.float() - (sequence - noise).float()).pow(2).mean(-1)
         return error[:, self.sequence_valid].mean()
 
-    # -- per-token head denoiser --------------------------------------------------------------------
+
+class HeadDenoiserGenerator(NextXGenerator):
+    """``denoiser="head"`` (token / cell units): block n of a plain block-causal transformer sees the
+    previous unit and conditions a per-token MLP head (flow or diffusion) that models unit n."""
+
+    def build_denoiser(self, config: NextXConfig, hidden: int) -> None:
+        spec, dim = config.spec, config.dim
+        self.context_proj = nn.Linear(spec.channels, dim)
+        self.context_time = TimestepEmbedder(dim, scale=1000.0)
+        self.context_position = nn.Parameter(torch.zeros(self.sequence_length, dim))
+        self.blocks = nn.ModuleList(TransformerBlock(dim, config.num_heads, hidden, config.dropout)
+                                    for _ in range(config.depth))
+        self.norm = RMSNorm(dim)
+        self.head = build_continuous_head(config, spec.channels, dim)
+
+    def init_denoiser(self) -> None:
+        nn.init.normal_(self.context_position, std=0.02)
+
+    @property
+    def flow_or_head(self) -> str:
+        return self.config.head
+
+    def denoiser_loss(self, values: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.head_loss(values, labels)
+
     def block_input(
         self, labels: torch.Tensor, unit: int, context: torch.Tensor | None, context_time: torch.Tensor | None
     ) -> torch.Tensor:
@@ -420,10 +478,5 @@ class NextXGenerator(Generator):
         repeats = self.config.head_batch_mul
         return self.head.loss(z.repeat(repeats, 1), target.repeat(repeats, 1))
 
-    # -- cache ---------------------------------------------------------------------------------
-    def setup_cache(self, batch_size: int, dtype: torch.dtype | None = None) -> None:
-        param = self.position
-        attach_caches(self.blocks, allocate_caches(self.blocks, batch_size, self.sequence_length, dtype or param.dtype, param.device))
 
-    def clear_cache(self) -> None:
-        detach_caches(self.blocks)
+DENOISER_CLASSES = {"transformer": XARDenoiserGenerator, "head": HeadDenoiserGenerator}
