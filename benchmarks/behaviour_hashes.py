@@ -58,6 +58,8 @@ IMPORT_CANDIDATES: dict[str, list[str]] = {
     "ViT1DTokenizer": ["artok.tokenizers.vit1d:ViT1DTokenizer", "artok.tokenizers:ViT1DTokenizer"],
     "ViT1DTokenizerConfig": ["artok.tokenizers.vit1d:ViT1DTokenizerConfig", "artok.tokenizers:ViT1DTokenizerConfig"],
     "post_training_quantized": ["artok.tokenizers.ptq:post_training_quantized"],
+    "DARTokenizer": ["artok.tokenizers.dar:DARTokenizer"],
+    "DARTokenizerConfig": ["artok.tokenizers.dar:DARTokenizerConfig"],
     "Tokens": ["artok.tokens:Tokens"],
     # the kind table
     "GENERATOR_KINDS": ["artok.zoo:GENERATOR_KINDS", "artok.generators.zoo:GENERATOR_KINDS"],
@@ -167,7 +169,8 @@ VIT1D_QUANTIZERS: dict[str, tuple[int, dict]] = {
 
 #: each generator kind's natural tokenizer (a key of `CNN_QUANTIZERS`)
 NATURAL_TOKENIZER = {"raster": "vq", "maskgit": "vq", "bitwise": "lfq", "next-scale": "msvq", "mar": "kl",
-                     "next-x": "kl", "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq", "any-order": "vq", "hi-mar": "kl"}
+                     "next-x": "kl", "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq", "any-order": "vq", "hi-mar": "kl",
+                     "d-ar": "dar"}  # dar: `dar_tokenizer`, the only natural tokenizer that is not a CNN one
 SMALL_OPTIONS = {"dim": 32, "depth": 1, "num_heads": 2}
 DRAFT_OPTIONS = {"dim": 16, "depth": 1, "num_heads": 2}
 CONTINUOUS_HEAD_OPTIONS = {"head_width": 16, "head_depth": 1}
@@ -212,6 +215,22 @@ def vit1d_tokenizer(quantizer: str):
         in_channels=1, image_size=IMAGE_SIZE, patch_size=4, dim=32, encoder_depth=1, decoder_depth=1, num_heads=2,
         num_latent_tokens=8, latent_dim=latent_dim, quantizer=quantizer, quantizer_options=options)
     return resolve("ViT1DTokenizer")(config).eval()
+
+
+def dar_tokenizer():
+    """An 8x8 D-AR tokenizer (8 VQ tokens in 4 groups, 4 Euler steps), `perturbed` (its flow
+    network's output layers start at zero), in eval mode."""
+    torch.manual_seed(TOKENIZER_SEED)
+    config = resolve("DARTokenizerConfig")(
+        in_channels=1, image_size=IMAGE_SIZE, patch_size=2, dim=32, encoder_depth=1, decoder_depth=1, context_depth=1,
+        num_heads=2, num_latent_tokens=8, num_groups=4, latent_dim=4, quantizer="vq",
+        quantizer_options={"codebook_size": 16, "codebook_dim": 4}, decode_steps=4)
+    return perturbed(resolve("DARTokenizer")(config), TOKENIZER_SEED + 1).eval()
+
+
+def natural_tokenizer(name: str):
+    """A generator's natural tokenizer: `dar_tokenizer` for ``"dar"``, else `cnn_tokenizer`."""
+    return dar_tokenizer() if name == "dar" else cnn_tokenizer(name)
 
 
 def generator_options(kind: str, small: dict) -> dict:
@@ -260,7 +279,7 @@ def variant_parts(variant: str) -> tuple[str, str, dict]:
 
 def target_and_tokenizer(variant: str):
     kind, tokenizer_name, extra = variant_parts(variant)
-    tokenizer = cnn_tokenizer(tokenizer_name)
+    tokenizer = natural_tokenizer(tokenizer_name)
     return build(kind, tokenizer, GENERATOR_SEED, {**generator_options(kind, SMALL_OPTIONS), **extra}), tokenizer
 
 
@@ -306,6 +325,9 @@ def tokenizer_cases() -> dict[str, Callable]:
         cases[f"tokenizer/{name}/encode"] = lambda make=make: make().encode(fixed_images())
         cases[f"tokenizer/{name}/decode"] = lambda make=make: decode_of_encode(make())
     cases["tokenizer/vit1d-vq/decode-prefix-3"] = lambda: decode_of_encode(vit1d_tokenizer("vq"), num_tokens=3)
+    cases["tokenizer/dar-vq/encode"] = lambda: dar_tokenizer().encode(fixed_images())
+    cases["tokenizer/dar-vq/decode"] = lambda: decode_of_encode(dar_tokenizer())
+    cases["tokenizer/dar-vq/decode-prefix-4"] = lambda: decode_of_encode(dar_tokenizer(), num_tokens=4)
     return cases
 
 
@@ -330,7 +352,7 @@ def initial_weights(variant: str) -> Callable:
     def run():
         kind, tokenizer_name, extra = variant_parts(variant)
         options = {**generator_options(kind, SMALL_OPTIONS), **extra}
-        return state_hash(fresh(kind, cnn_tokenizer(tokenizer_name), GENERATOR_SEED, options))
+        return state_hash(fresh(kind, natural_tokenizer(tokenizer_name), GENERATOR_SEED, options))
 
     return run
 

@@ -17,6 +17,17 @@ def tiny_tokenizer(quantizer: str, options: dict, latent_dim: int = 8) -> CNNTok
     return CNNTokenizer(config).eval()
 
 
+def tiny_dar_tokenizer(**options):
+    """An untrained 8x8 D-AR tokenizer: 8 VQ tokens in 4 groups, 4 Euler steps (eval mode)."""
+    from artok.tokenizers.dar import DARTokenizer, DARTokenizerConfig
+
+    config = DARTokenizerConfig(**{"image_size": 8, "patch_size": 2, "dim": 32, "encoder_depth": 1, "decoder_depth": 1,
+                                   "context_depth": 1, "num_heads": 2, "num_latent_tokens": 8, "num_groups": 4,
+                                   "latent_dim": 4, "quantizer_options": {"codebook_size": 16, "codebook_dim": 4},
+                                   "decode_steps": 4, **options})
+    return DARTokenizer(config).eval()
+
+
 TOKENIZERS = {
     "vq": lambda: tiny_tokenizer("vq", {"codebook_size": 16, "codebook_dim": 4}),
     "lfq": lambda: tiny_tokenizer("lfq", {"codebook_dim": 6}),
@@ -27,10 +38,12 @@ TOKENIZERS = {
     "bsq": lambda: tiny_tokenizer("bsq", {"codebook_dim": 4}),
     "rvq": lambda: tiny_tokenizer("rvq", {"codebook_size": 8, "num_levels": 2}),
     "continuous": lambda: tiny_tokenizer("continuous", {}, latent_dim=4),
+    "dar": lambda: tiny_dar_tokenizer(),
 }
 #: the tokenizer each generator kind is built on in the tests
 NATURAL = {"raster": "vq", "maskgit": "vq", "bitwise": "lfq", "next-scale": "msvq", "mar": "kl", "next-x": "kl",
-           "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq", "any-order": "vq", "hi-mar": "kl"}
+           "dimwise": "ptq", "rar": "vq", "nar": "vq", "token-shuffle": "vq", "any-order": "vq", "hi-mar": "kl",
+           "d-ar": "dar"}
 SMALL = {"dim": 32, "depth": 1, "num_heads": 2}
 CONTINUOUS_SMALL = {"head_width": 16, "head_depth": 1}
 

@@ -25,6 +25,7 @@ nar            `NARGenerator`              discrete grid (VQ/FSQ)               
 token-shuffle  `TokenShuffleGenerator`     discrete grid (VQ/FSQ)                        Token-Shuffle
 any-order      `AnyOrderGenerator`         discrete grid (VQ/FSQ)                        ASSD
 hi-mar         `HiMARGenerator`            continuous grid (KL)                          Hi-MAR
+d-ar           `DARGenerator`              discrete 1D sequence (dar tokenizer)          D-AR
 =============  ==========================  ===========================================  ==============
 
 Importing this module imports every built-in model, so `from_pretrained` (re-exported from
@@ -42,6 +43,8 @@ import artok.tokenizers  # noqa: F401 - registers every built-in tokenizer, so `
 from artok.generators.any_order.model import AnyOrderConfig, AnyOrderGenerator
 from artok.generators.any_order.sample import sample_any_order, sample_any_order_recompute
 from artok.generators.base import Generator
+from artok.generators.dar.model import DARConfig, DARGenerator
+from artok.generators.dar.sample import sample_dar
 from artok.generators.hi_mar.model import HiMARConfig, HiMARGenerator
 from artok.generators.hi_mar.sample import sample_hi_mar
 from artok.generators.mar.model import MARConfig, MARGenerator
@@ -157,6 +160,13 @@ def _build_next_scale(tokenizer, num_classes, tokens, options):
     return NextScaleGenerator.from_tokenizer(tokenizer, num_classes=num_classes, **options)
 
 
+def _build_dar(tokenizer, num_classes, tokens, options):
+    """d-ar: ``num_groups`` from a dar tokenizer (else the largest of 4, 2, 1 dividing the length)."""
+    groups = getattr(tokenizer.config, "num_groups", None) or next(g for g in (4, 2, 1) if tokenizer.spec.seq_len % g == 0)
+    options = {"num_groups": groups, **options}
+    return DARGenerator(DARConfig(token_spec=tokenizer.spec.to_dict(), num_classes=num_classes, **options))
+
+
 def default_build(kind: Kind):
     def build(tokenizer, num_classes, tokens, options):
         head = {"head": kind.head} if kind.head is not None else {}
@@ -212,6 +222,10 @@ for _row in (
          description="any-subset AR (random orders, target-aware positions); exact parallel ASSD sampling"),
     Kind("hi-mar", HiMARGenerator, HiMARConfig, "mar", sample_hi_mar, estimates_token_scale=True,
          description="Hi-MAR: MAR over low-resolution pivots, then over the full grid given them"),
+    Kind("d-ar", DARGenerator, DARConfig, "raster", sample_dar, build=_build_dar,
+         engine=_engine("artok.generators.raster.engine", "SamplingEngine"), uncached=sample_raster_recompute,
+         fixed=("token_spec", "num_classes", "head", "head_width", "head_depth"),
+         description="D-AR plain next-token GPT over a sequential diffusion tokenizer's 1D groups; previews from prefixes"),
 ):
     register_kind(_row)
 

@@ -17,6 +17,9 @@ def _kinds() -> dict[str, tuple[str, type, tuple[str, ...]]]:
     kinds.update({name: ("generator", kind.config, kind.fixed) for name, kind in KINDS.items()})
     kinds.update({"cnn": ("tokenizer", CNNTokenizerConfig, ()), "vit1d": ("tokenizer", ViT1DTokenizerConfig, ())})
     kinds["autoencoder"] = ("tokenizer", AutoencoderConfig, ())
+    from artok.tokenizers import DARTokenizerConfig
+
+    kinds["dar"] = ("tokenizer", DARTokenizerConfig, ())
     return kinds
 
 

@@ -52,11 +52,12 @@ def add_tokenizer_parser(sub) -> None:
     tok.add_argument("--batch-size", type=positive_int, help="images per step (default: the dataset preset)")
     tok.add_argument("--lr", type=positive_float, help="peak learning rate (default: the dataset preset)")
     tok.add_argument("--base-channels", type=positive_int, help="encoder width (default: the dataset preset)")
-    tok.add_argument("--arch", choices=("cnn", "vit1d", "autoencoder"), default="cnn",
+    tok.add_argument("--arch", choices=("cnn", "vit1d", "autoencoder", "dar"), default="cnn",
                      help="cnn: 2D token grid (default); vit1d: TiTok-style 1D latent tokens with nested dropout; "
-                     "autoencoder: the taming/LDM conv autoencoder (LlamaGen VQ, MAR KL; see 'artok options autoencoder')")
-    tok.add_argument("--num-tokens", type=positive_int, help="vit1d: number of 1D latent tokens (default: 32)")
-    tok.add_argument("--dim", type=positive_int, help="vit1d: transformer width (default: 128)")
+                     "autoencoder: the taming/LDM conv autoencoder (LlamaGen VQ, MAR KL; see 'artok options autoencoder'); "
+                     "dar: D-AR's sequential diffusion tokenizer (1D token groups condition a pixel flow, coarse to fine)")
+    tok.add_argument("--num-tokens", type=positive_int, help="vit1d, dar: number of 1D latent tokens (default: 32)")
+    tok.add_argument("--dim", type=positive_int, help="vit1d, dar: transformer width (default: 128)")
     tok.add_argument("--gan-weight", type=nonnegative_float, default=0.0,
                      help="adversarial (PatchGAN hinge) weight; 0 = off (default)")
     tok.add_argument("--gan-start", type=nonnegative_int, default=0, help="step at which the adversarial phase starts (default: 0)")
@@ -174,14 +175,27 @@ def _tokenizer_config(args, train, preset, options):
         sizes = {key: value for key, value in (("num_latent_tokens", args.num_tokens), ("dim", args.dim)) if value}
         return ViT1DTokenizerConfig(in_channels=train.channels, image_size=size, patch_size=patch,
                                     quantizer=args.quantizer, quantizer_options=options, **sizes)
+    if args.arch == "dar":
+        return _dar_config(args, train, options)
     if args.num_tokens or args.dim:
-        raise ValueError("--num-tokens and --dim apply to --arch vit1d only")
+        raise ValueError("--num-tokens and --dim apply to --arch vit1d and dar only")
     config = replace(preset.tokenizer, quantizer=args.quantizer, quantizer_options=options)
     if args.base_channels:
         config = replace(config, base_channels=args.base_channels)
     if args.arch == "autoencoder":
         return _autoencoder_config(config)
     return build_config(type(config), dict(vars(config)), "tokenizer options")
+
+
+def _dar_config(args, train, options):
+    """D-AR's tokenizer at the image size: patches of 4 (or the largest of 2, 1 that divides it)."""
+    from artok.tokenizers import DARTokenizerConfig
+
+    size = train.image_size[0]
+    patch = next(p for p in ((4, 2, 1) if size <= 64 else (16, 8, 4, 2, 1)) if size % p == 0)
+    sizes = {key: value for key, value in (("num_latent_tokens", args.num_tokens), ("dim", args.dim)) if value}
+    return DARTokenizerConfig(in_channels=train.channels, image_size=size, patch_size=patch, quantizer=args.quantizer,
+                              quantizer_options=options, **sizes)
 
 
 def _autoencoder_config(cnn):
@@ -234,7 +248,7 @@ def cmd_train_tokenizer(args) -> int:
     from artok.hub import save_pretrained
     from artok.losses import GANConfig
     from artok.recipes import evaluate_tokenizer, preset_for
-    from artok.tokenizers import AutoencoderTokenizer, CNNTokenizer, ViT1DTokenizer
+    from artok.tokenizers import AutoencoderTokenizer, CNNTokenizer, DARTokenizer, ViT1DTokenizer
     from artok.training import train_tokenizer
     from artok.training.tokenizer_trainer import TokenizerLossConfig
 
@@ -256,7 +270,8 @@ def cmd_train_tokenizer(args) -> int:
         losses = TokenizerLossConfig(perceptual_weight=args.perceptual_weight,
                                      perceptual_weights=args.perceptual_weights, adversarial=adversarial)
         torch.manual_seed(args.seed)  # every rank builds the same initial weights
-        tokenizer = {"vit1d": ViT1DTokenizer, "autoencoder": AutoencoderTokenizer}.get(args.arch, CNNTokenizer)(config)
+        tokenizer = {"vit1d": ViT1DTokenizer, "autoencoder": AutoencoderTokenizer,
+                     "dar": DARTokenizer}.get(args.arch, CNNTokenizer)(config)
         result = train_tokenizer(tokenizer, train, train_config, out_dir=args.out, resume=args.resume, losses=losses,
                                  parallel=parallel_config(args), env=env)
         skipped = sum_across_ranks(getattr(train, "skipped", 0)) if hasattr(train, "micro_batches") else 0
