@@ -62,6 +62,18 @@ def test_save_load_round_trip(tmp_path, digits_splits, digits_classifier):
     record = read_classifier_record(tmp_path / "entry")
     assert record["version"] == CLASSIFIER_VERSION and record["test_accuracy"] == 0.5
     assert not list((tmp_path / "entry").glob("*.tmp"))  # no temporary files left behind
+    # an artok.hub folder: any loader reads it, a generator slot refuses it in one line
+    from artok.hub import from_pretrained
+
+    assert isinstance(from_pretrained(tmp_path / "entry"), type(digits_classifier))
+    with pytest.raises(ValueError, match="holds a classifier"):
+        from_pretrained(tmp_path / "entry", role="generator")
+    record_path = tmp_path / "entry" / "config.json"
+    payload = json.loads(record_path.read_text())
+    payload["extra"]["version"] = "v1"
+    record_path.write_text(json.dumps(payload))
+    with pytest.raises(ValueError, match="version 'v1' classifier"):
+        load_reference_classifier(tmp_path / "entry")
 
 
 def test_get_reference_classifier_trains_once_then_loads(tmp_path, monkeypatch, digits_splits):
@@ -89,7 +101,7 @@ def test_get_reference_classifier_trains_once_then_loads(tmp_path, monkeypatch, 
     entries = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert len(entries) == 1
     assert entries[0].name.startswith(f"digits-1x16x16-{CLASSIFIER_VERSION}-")
-    record = json.loads((entries[0] / "config.json").read_text())
+    record = read_classifier_record(entries[0])
     assert 0.0 <= record["test_accuracy"] <= 1.0 and record["train_settings"] == {"steps": 30, "width": 4}
     images, _ = test.batch(torch.arange(16))
     with torch.no_grad():
