@@ -247,9 +247,14 @@ def read_weights(path: str | os.PathLike, what: str = "weights", nested: tuple[s
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {path} does not exist")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as error:
+            raise ValueError(f"{path} is not a readable safetensors file ({' '.join(str(error).split())[:120]}); "
+                             "it may be truncated: download it again") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - a one-line reason instead of the unpickler's trace

@@ -22,7 +22,7 @@ def _side_list(text: str) -> tuple[int, ...]:
 #: every option some converter takes: name -> (argparse keyword arguments)
 OPTIONS = {
     "grid": dict(type=positive_int, help="llamagen: token grid side, 16 for 256 px models, 24 for 384 px (default: 16)"),
-    "num_heads": dict(type=positive_int, help="llamagen, mar: attention heads (default: the project's table for the width)"),
+    "num_heads": dict(type=positive_int, help="llamagen, mar, titok: attention heads (default: the project's table for the width)"),
     "weights": dict(choices=("ema", "model"), help="mar: the checkpoint's EMA weights ('model_ema', MAR's evaluation "
                     "weights) or its raw 'model' weights (default: ema)"),
     "image_size": dict(type=positive_int, help="tokenizers: the image side the model is used at (default: 256)"),
@@ -32,6 +32,8 @@ OPTIONS = {
                        help="var-vae: the token-map side of each scale (default: VAR's 1,2,3,4,5,6,8,10,13,16 at 256 px)"),
     "vae": dict(metavar="VAE", help="var: VAR's VAE, the folder 'artok convert var-vae' wrote or the "
                 "vae_ch160v4096z32.pth file itself (default: that file next to the checkpoint)"),
+    "pixel_decoder": dict(metavar="FILE", help="titok: MaskGIT's VQGAN maskgit-vqgan-imagenet-f16-256.bin, whose decoder "
+                          "and codebook complete a stage-1 TiTok checkpoint (published files hold their own)"),
 }
 
 

@@ -73,3 +73,10 @@ register_converter(Converter(
 register_converter(Converter(
     "mar", "MAR generator checkpoint-last.pth of mar_base/large/huge (keys 'model' / 'model_ema'; LTH14/mar)",
     "generator", "artok.convert.mar:convert_file", options=("num_heads", "weights")))
+register_converter(Converter(
+    "titok", "TiTok tokenizer tokenizer_titok_{l32,b64,s128}.bin or its model.safetensors (bytedance/1d-tokenizer; "
+    "a stage-1 file needs --pixel-decoder maskgit-vqgan-imagenet-f16-256.bin)",
+    "tokenizer", "artok.convert.titok:convert_file", options=("num_heads", "pixel_decoder")))
+register_converter(Converter(
+    "maskgit-vqgan", "MaskGIT VQGAN maskgit-vqgan-imagenet-f16-256.bin (bytedance/1d-tokenizer, open-muse's names)",
+    "tokenizer", "artok.convert.titok:convert_vqgan_file", options=("image_size",)))
