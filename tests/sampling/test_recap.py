@@ -7,8 +7,6 @@ from exact_law import one_thread  # noqa: F401  (autouse fixture)
 
 from artok.generators.maskgit.model import MaskGITConfig, MaskGITGenerator
 from artok.generators.maskgit.recap import (
-    full_hidden,
-    local_hidden,
     sample_maskgit_recap,
 )
 from artok.generators.maskgit.sample import sample_maskgit
@@ -42,10 +40,10 @@ def test_local_evaluation_with_unchanged_context_matches_full(maskgit):
     mask = torch.rand(2, 16) < 0.5
     labels = torch.tensor([1, 2])
     with torch.no_grad(), FeatureCache(maskgit, 2):
-        full = full_hidden(maskgit, ids, mask, labels)
+        full = maskgit.hidden_states(ids, mask, labels, write_cache=True)
         assert torch.allclose(full, maskgit.hidden_states(ids, mask, labels), atol=1e-6)
         active = torch.tensor([[3, 7, 11], [0, 5, 15]])
-        local = local_hidden(maskgit, ids, mask, active)
+        local = maskgit.local_hidden_states(ids, mask, active)
     assert torch.allclose(local, full.gather(1, active[..., None].expand(-1, -1, 32)), atol=1e-5)
 
 
@@ -64,20 +62,19 @@ def test_groups_use_local_evaluations(maskgit, config):
 # -- MAR ------------------------------------------------------------------------------------------
 from artok.generators import MARConfig, MARGenerator  # noqa: E402
 from artok.generators.mar.recap import (
-    mar_full_conditions,
-    mar_local_conditions,
     sample_mar_recap,
 )
 from artok.generators.mar.sample import sample_mar
 from artok.sampling import MARSamplerConfig
 
 
-@pytest.fixture
-def mar():
+@pytest.fixture(params=["swiglu", "timm"])
+def mar(request):
+    """artok's blocks and MAR's own (``block="timm"``: timm blocks, LayerNorm, ``z_proj_ln``)."""
     torch.manual_seed(0)
     spec = TokenSpec("continuous", "grid", grid=(4, 4), channels=3)
     model = MARGenerator(MARConfig(token_spec=spec.to_dict(), num_classes=4, dim=32, encoder_depth=2, num_heads=2,
-                                   head_width=16, head_depth=1)).eval()
+                                   head_width=16, head_depth=1, block=request.param)).eval()
     with torch.no_grad():  # position tables are ~0 at init; make the states depend on them
         for name, param in model.named_parameters():
             if "position" in name or name == "mask_token":
@@ -102,10 +99,10 @@ def test_mar_local_evaluation_with_unchanged_context_matches_full(mar):
     mask = torch.rand(2, 16) < 0.5
     labels = torch.tensor([1, 2])
     with torch.no_grad(), FeatureCache(mar, 2, mar.encoder, mar.config.buffer_size + 16):
-        full = mar_full_conditions(mar, values, mask, labels)
+        full = mar.condition_vectors(values, mask, labels, write_cache=True)
         assert torch.allclose(full, mar.condition_vectors(values, mask, labels), atol=1e-5)
         active = torch.tensor([[3, 7, 11], [0, 5, 15]])
-        local = mar_local_conditions(mar, values, mask, active)
+        local = mar.local_condition_vectors(values, mask, active)
     assert torch.allclose(local, full.gather(1, active[..., None].expand(-1, -1, 32)), atol=1e-5)
 
 

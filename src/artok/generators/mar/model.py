@@ -168,18 +168,35 @@ class MARGenerator(Generator):
         projection runs in the weights' dtype)."""
         return self.token_proj(values.to(self.token_proj.weight.dtype))
 
-    def condition_vectors(self, values: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _masked_inputs(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = self.embed_values(values)
+        return torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
+
+    def _bidirectional(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """The single stack (``decoder_depth=0``) over encoder inputs ``x`` (positions added), at
+        sequence ``positions`` when given (a cached pass)."""
+        if self.config.block == "timm":
+            x = self.input_norm(x)  # MAR's z_proj_ln, per token
+        for block in self.encoder:
+            x = block(x, input_pos=positions)
+        return self.encoder_norm(x)
+
+    def condition_vectors(self, values: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, *,
+                          write_cache: bool = False) -> torch.Tensor:
         """Head conditions ``z`` ``B x L x dim`` for scaled tokens ``values`` (``B x L x D``, model
         space: already multiplied by ``token_scale``) with unknown positions ``mask`` (``B x L``,
-        True = unknown). With the encoder/decoder split every row must hide the same count."""
+        True = unknown). With the encoder/decoder split every row must hide the same count.
+
+        ``write_cache`` (``decoder_depth=0`` only): the pass also writes every position's keys/values
+        into the attached caches (ReCAP's full pass, `artok.generators.mar.recap`)."""
         buffer = self.config.buffer_size
-        x = self.embed_values(values)
         if not self.config.decoder_depth:
-            x = torch.where(mask.unsqueeze(-1), self.mask_token.to(x.dtype), x)
-            x = self._encoder_input(x, labels)
-            for block in self.encoder:
-                x = block(x)
-            return self.encoder_norm(x)[:, buffer:] + self.head_position
+            x = self._with_buffer(self._masked_inputs(values, mask), labels) + self.encoder_position
+            positions = torch.arange(x.shape[1], device=x.device) if write_cache else None
+            return self._bidirectional(x, positions)[:, buffer:] + self.head_position
+        if write_cache:
+            raise ValueError("cached passes need the single bidirectional stack (decoder_depth=0)")
+        x = self.embed_values(values)
         counts = mask.sum(dim=1)
         if not bool((counts == counts[0]).all()):
             raise ValueError("the MAE encoder needs the same number of unknown tokens in every row")
@@ -197,6 +214,13 @@ class MARGenerator(Generator):
         for block in self.decoder:
             full = block(full)
         return self.decoder_norm(full)[:, buffer:] + self.head_position
+
+    def local_condition_vectors(self, values: torch.Tensor, mask: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """Conditions of the ``active`` positions only (``B x n`` token indices), computed against the
+        cached keys/values of every other position (refreshing the active positions' entries)."""
+        x = self._masked_inputs(values, mask).gather(1, active[..., None].expand(-1, -1, self.config.dim))
+        positions = active + self.config.buffer_size
+        return self._bidirectional(x + self.encoder_position[positions], positions) + self.head_position[active]
 
     def random_mask(self, batch_size: int, device) -> torch.Tensor:
         """Training mask ``B x L``: one truncated-normal ratio for the batch, random order per row."""

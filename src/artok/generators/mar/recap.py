@@ -1,5 +1,7 @@
 """ReCAP for MAR (see `artok.sampling.recap`): full encoder-decoder passes every few iterations,
-cheap local passes in between, from cached conditions.
+cheap local passes in between, from cached conditions: `MARGenerator.condition_vectors` with
+``write_cache=True`` and `MARGenerator.local_condition_vectors` (the model's own forward, so every
+block variant, ``block="timm"`` included, is served).
 """
 
 from __future__ import annotations
@@ -13,33 +15,6 @@ from artok.sampling.mask_schedules import masked_counts
 from artok.sampling.recap import FeatureCache
 from artok.sampling.schedules import doubler, guidance_rows
 from artok.tokens import Tokens
-
-
-def _mar_inputs(generator, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    x = generator.embed_values(values)
-    return torch.where(mask.unsqueeze(-1), generator.mask_token.to(x.dtype), x)
-
-
-def mar_full_conditions(generator, values, mask, rows) -> torch.Tensor:
-    """`MARGenerator.condition_vectors` (``decoder_depth=0``) that also writes every encoder layer's
-    keys/values into the attached caches (``B x L x dim``)."""
-    x = generator._with_buffer(_mar_inputs(generator, values, mask), rows) + generator.encoder_position
-    positions = torch.arange(x.shape[1], device=x.device)
-    for block in generator.encoder:
-        x = block(x, input_pos=positions)
-    return generator.encoder_norm(x)[:, generator.config.buffer_size :] + generator.head_position
-
-
-def mar_local_conditions(generator, values, mask, active: torch.Tensor) -> torch.Tensor:
-    """Condition vectors of the ``active`` positions only (``B x n`` token indices), recomputed against
-    the cached keys/values of every other position; refreshes the active positions' cache entries."""
-    dim = generator.config.dim
-    x = _mar_inputs(generator, values, mask).gather(1, active[..., None].expand(-1, -1, dim))
-    positions = active + generator.config.buffer_size
-    x = x + generator.encoder_position[positions]
-    for block in generator.encoder:
-        x = block(x, input_pos=positions)
-    return generator.encoder_norm(x) + generator.head_position[active]
 
 
 @torch.no_grad()
@@ -71,12 +46,12 @@ def sample_mar_recap(generator, labels: torch.Tensor, config: MARSamplerConfig,
             to_predict = mask & ~next_mask
             chunk = to_predict.nonzero()[:, 1].view(batch, -1)  # every row reveals the same count
             if step % group_size == 0:
-                z = mar_full_conditions(generator, double(values), double(mask), rows)[double(to_predict)]
+                z = generator.condition_vectors(double(values), double(mask), rows, write_cache=True)[double(to_predict)]
                 full_evaluations += 1
                 revealed = []
             else:
                 active = torch.cat(revealed + [chunk], dim=1)
-                hidden = mar_local_conditions(generator, double(values), double(mask), double(active))
+                hidden = generator.local_condition_vectors(double(values), double(mask), double(active))
                 z = hidden[:, -chunk.shape[1] :].reshape(-1, hidden.shape[-1])
                 local_evaluations += 1
             scale = mar_cfg_scale(config.cfg_scale, config.cfg_schedule, seq_len - count, seq_len)

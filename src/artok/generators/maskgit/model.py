@@ -98,14 +98,32 @@ class MaskGITGenerator(Generator):
             )
         check_discrete_head(head or "categorical", spec, "maskgit")
 
-    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """States ``B x L x dim`` for ``ids`` (``B x L``) with positions where ``mask`` is True hidden."""
+    def _token_inputs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Token or mask embeddings ``B x L x dim``."""
         tokens = self.token_embedding(ids.clamp_min(0))
-        x = torch.where(mask.unsqueeze(-1), self.mask_embedding.to(tokens.dtype), tokens)
-        x = torch.cat([self.class_embedding(labels).unsqueeze(1), x], dim=1) + self.position
+        return torch.where(mask.unsqueeze(-1), self.mask_embedding.to(tokens.dtype), tokens)
+
+    def _stack(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x)
-        return self.norm(x)[:, 1:]
+            x = block(x, input_pos=positions)
+        return self.norm(x)
+
+    def hidden_states(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, *,
+                      write_cache: bool = False) -> torch.Tensor:
+        """States ``B x L x dim`` for ``ids`` (``B x L``) with positions where ``mask`` is True hidden.
+
+        ``write_cache``: the pass also writes every position's keys/values into the attached caches
+        (ReCAP's full pass, `artok.generators.maskgit.recap`)."""
+        x = torch.cat([self.class_embedding(labels).unsqueeze(1), self._token_inputs(ids, mask)], dim=1) + self.position
+        positions = torch.arange(x.shape[1], device=x.device) if write_cache else None
+        return self._stack(x, positions)[:, 1:]
+
+    def local_hidden_states(self, ids: torch.Tensor, mask: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+        """States of the ``active`` positions only (``B x n`` grid indices, per row), computed against
+        the cached keys/values of every other position (refreshing the active positions' entries)."""
+        x = self._token_inputs(ids, mask).gather(1, active[..., None].expand(-1, -1, self.config.dim))
+        positions = active + 1  # slot 0 is the class token
+        return self._stack(x + self.position[positions], positions)
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Logits ``B x L x V`` (bit logits for the bitwise head) at every position."""

@@ -1,5 +1,6 @@
 """ReCAP for MaskGIT (see `artok.sampling.recap`): full passes every few iterations, cheap local
-passes over the newly changed positions in between, from cached features.
+passes over the newly changed positions in between, from cached features (`MaskGITGenerator.hidden_states`
+with ``write_cache=True`` and `MaskGITGenerator.local_hidden_states`).
 """
 
 from __future__ import annotations
@@ -13,34 +14,6 @@ from artok.sampling.mask_schedules import masked_counts
 from artok.sampling.recap import FeatureCache
 from artok.sampling.schedules import cfg_scale_at, doubler, guidance_rows
 from artok.tokens import Tokens
-
-
-def _inputs(generator, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Token or mask embeddings ``B x L x dim`` (as `MaskGITGenerator.hidden_states` builds them)."""
-    tokens = generator.token_embedding(ids.clamp_min(0))
-    return torch.where(mask.unsqueeze(-1), generator.mask_embedding.to(tokens.dtype), tokens)
-
-
-def full_hidden(generator, ids, mask, rows) -> torch.Tensor:
-    """`MaskGITGenerator.hidden_states` that also writes every layer's keys/values into the
-    attached caches (``B x L x dim``)."""
-    x = torch.cat([generator.class_embedding(rows).unsqueeze(1), _inputs(generator, ids, mask)], dim=1)
-    x = x + generator.position
-    positions = torch.arange(x.shape[1], device=x.device)
-    for block in generator.blocks:
-        x = block(x, input_pos=positions)
-    return generator.norm(x)[:, 1:]
-
-
-def local_hidden(generator, ids, mask, active: torch.Tensor) -> torch.Tensor:
-    """States of the ``active`` positions only (``B x n`` grid indices, per row), recomputed against
-    the cached keys/values of all other positions; refreshes the active positions' cache entries."""
-    x = _inputs(generator, ids, mask).gather(1, active[..., None].expand(-1, -1, generator.config.dim))
-    positions = active + 1  # slot 0 is the class token
-    x = x + generator.position[positions]
-    for block in generator.blocks:
-        x = block(x, input_pos=positions)
-    return generator.norm(x)
 
 
 @torch.no_grad()
@@ -75,7 +48,7 @@ def sample_maskgit_recap(generator, labels: torch.Tensor, config: MaskGITSampler
         for step, count in enumerate(counts):
             if step % group_size == 0:
                 # Full evaluation: MaskGIT's step, plus the plan of the whole group.
-                hidden = full_hidden(generator, double(ids), double(mask), rows)
+                hidden = generator.hidden_states(double(ids), double(mask), rows, write_cache=True)
                 full_evaluations += 1
                 result = draw(hidden, step)
                 ids = torch.where(mask, result.ids, ids)
@@ -97,7 +70,7 @@ def sample_maskgit_recap(generator, labels: torch.Tensor, config: MaskGITSampler
             if chunk.shape[1] == 0:
                 continue
             active = torch.cat(revealed + [chunk], dim=1)
-            hidden = local_hidden(generator, double(ids), double(mask), double(active))
+            hidden = generator.local_hidden_states(double(ids), double(mask), double(active))
             local_evaluations += 1
             result = draw(hidden[:, -chunk.shape[1]:], step)  # the chunk's states, both CFG halves
             ids = ids.scatter(1, chunk, result.ids)
