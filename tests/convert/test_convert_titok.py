@@ -150,3 +150,23 @@ def test_misfits_are_refused_in_one_line(model, tmp_path, capsys):
     for arguments, message in cases:
         assert _exit_status(["convert", *arguments]) == 2, arguments
         assert message in _error(capsys), arguments
+
+
+def test_converted_titok_decodes_artok_samples_to_a_png_grid(model, tmp_path):
+    """The path from a converted TiTok folder to pixels: an artok MaskGIT generator over its 1D tokens
+    (random weights; TiTok's own generator is not converted) sampled by ``artok sample``."""
+    from artok.hub import save_pretrained
+    from artok.zoo import build_generator
+
+    save_file(titok_named(model), str(tmp_path / "model.safetensors"))
+    assert main(["convert", "titok", str(tmp_path / "model.safetensors"), str(tmp_path / "titok")]) == 0
+    tokenizer = from_pretrained(tmp_path / "titok", role="tokenizer")
+    torch.manual_seed(0)
+    generator = build_generator("maskgit", tokenizer, num_classes=3, dim=32, depth=1, num_heads=2)
+    save_pretrained(generator, tmp_path / "maskgit")
+    grid = tmp_path / "grid.png"
+    assert main(["sample", "--generator", str(tmp_path / "maskgit"), "--tokenizer", str(tmp_path / "titok"),
+                 "--labels", "0,2", "--per-label", "2", "--iterations", "3", "--out", str(grid), "--no-progress"]) == 0
+    from PIL import Image
+
+    assert Image.open(grid).size[0] >= 2 * 16
