@@ -19,7 +19,9 @@ embedding is fp32 whatever the weights):
    `artok.sampling.continuous.final_mean` given the same draws: max |difference| of the tokens (and
    relative to the largest token: random heads predict eps poorly, and the DDPM's first steps
    multiply that error by ``1 / sqrt(abar_T) ~ 2e4``, so the tokens are large);
-4. whole sampling: MAR's ``sample_tokens`` (``--iterations``, ``--sample-steps``, CFG linear) fed
+4. the training loss (improved DDPM's hybrid MSE + VLB with the learned variance) on the same
+   tokens, steps and noise: MAR's ``train_diffusion.training_losses`` vs `DiffusionHead.loss_at`;
+5. whole sampling: MAR's ``sample_tokens`` (``--iterations``, ``--sample-steps``, CFG linear) fed
    artok's random numbers (generation orders from artok's reveal ranks, head noise in artok's draw
    order) vs artok's `sample_mar`: relative max |difference| of the tokens, as is and with MAR's
    last-iteration guidance (MAR clamps its ``mask_len`` to >= 1, so its last iteration guides with
@@ -173,6 +175,28 @@ def head_outputs(model, artok, z: torch.Tensor, seed: int, cfg: float) -> dict:
             "guided_eps_max_abs_diff": float((guided_theirs[:half, :channels] - guided_ours).abs().max())}
 
 
+def training_loss(model, artok, z: torch.Tensor, seed: int) -> dict:
+    """MAR's hybrid training loss (``train_diffusion.training_losses``: eps MSE + the VLB term on the
+    learned variance, NLL at t = 0) vs artok's `DiffusionHead.loss_at`, same tokens, steps and noise;
+    rows at t = 0 and tokens beyond +-0.999 included (the decoder NLL and its edge bins)."""
+    diffloss, head = fp32_heads(model, artok)
+    rows = z.float().reshape(-1, z.shape[-1])
+    generator = torch.Generator().manual_seed(seed)
+    target = 0.7 * torch.randn(rows.shape[0], model.token_embed_dim, generator=generator)
+    t = torch.randint(0, 1000, (rows.shape[0],), generator=generator)
+    t[: max(1, rows.shape[0] // 8)] = 0
+    noise = torch.randn(target.shape, generator=generator)
+    with torch.no_grad():
+        terms = diffloss.train_diffusion.training_losses(diffloss.net, target, t, dict(c=rows), noise=noise)
+        ours = head.loss_at(rows, target, t, noise)
+    theirs = terms["loss"].float()
+    zero = t == 0
+    return {"rows": int(rows.shape[0]), "rows_at_t0": int(zero.sum()),
+            "loss_max_abs_diff": float((ours - theirs).abs().max()), "loss_max_abs": float(theirs.abs().max()),
+            "loss_max_abs_diff_t0": float((ours - theirs)[zero].abs().max()),
+            "vb_mean_theirs": float(terms["vb"].mean()), "mse_mean_theirs": float(terms["mse"].mean())}
+
+
 def matched_sampling(model, artok, z: torch.Tensor, seed: int, cfg: float, temperature: float, steps: int) -> dict:
     """MAR's respaced DDPM loop with recorded draws vs artok's `final_mean` fed the same draws."""
     import diffusion.gaussian_diffusion as gd  # MAR's, from the clone
@@ -311,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
               "z_max_abs_diff_by_unknown_count": z_diffs, "z_max_abs": float(z.abs().max())}
     torch.set_default_dtype(torch.float32)  # the heads: fp32 (MAR's diffusion code makes fp32 tensors)
     report.update(head_outputs(model, artok, z, args.seed + 2, args.cfg))
+    report["training_loss"] = training_loss(model, artok, z, args.seed + 5)
     report["sampling"] = matched_sampling(model, artok, z, args.seed + 3, args.cfg, args.temperature, args.steps)
     labels = torch.arange(args.batch) % args.classes
     report["sample_tokens"] = full_sampling(model, artok, labels, args.seed + 4, args.cfg, args.temperature,

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from artok.heads.diffusion_vlb import vlb_bits
 from artok.nn.adaln import AdaLNMLP
 
 NOISE_SCHEDULES = ("cosine", "linear")
@@ -61,8 +62,9 @@ class DiffusionHead(nn.Module):
         learn_sigma: the network also outputs ``token_dim`` variance channels (MAR's / ADM's learned
             range ``v``: ``log var = v' log beta + (1 - v') log beta~`` with ``v' = (v + 1) / 2``);
             `forward` still returns the prediction only, `forward_with_variance` both. Training
-            regresses the prediction (the variance channels get no loss: ADM's VLB term is not
-            implemented). Default False: the output is ``token_dim`` wide as before.
+            uses improved DDPM's hybrid objective: the prediction's MSE plus the variational-bound
+            term on the variance with the mean frozen (`artok.heads.diffusion_vlb`, MAR's loss).
+            Default False: the output is ``token_dim`` wide as before.
     """
 
     kind = "diffusion"
@@ -106,10 +108,29 @@ class DiffusionHead(nn.Module):
         return (x_t - (1 - abar).sqrt() * output) / abar.sqrt()
 
     def loss(self, z: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean regression MSE for tokens ``target`` (``N x D``) given ``z`` (``N x cond_dim``)."""
+        """Mean training loss for tokens ``target`` (``N x D``) given ``z`` (``N x cond_dim``): the
+        regression MSE (+ the VLB term with ``learn_sigma``), at uniformly drawn steps."""
         t = torch.randint(0, self.num_timesteps, (target.shape[0],), device=target.device)
-        abar = self.alphas_cumprod[t].float().unsqueeze(-1)
         noise = torch.randn_like(target)
+        if self.learn_sigma:
+            return self.loss_at(z, target, t, noise).mean()
+        x_t, goal = self._noised(target, t, noise)
+        return F.mse_loss(self.forward(x_t, t, z).float(), goal.float())
+
+    def _noised(self, target: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x_t`` and the regression goal (eps or v) of clean tokens ``target`` at steps ``t``."""
+        abar = self.alphas_cumprod[t].float().unsqueeze(-1)
         x_t = abar.sqrt() * target + (1 - abar).sqrt() * noise
         goal = noise if self.prediction == "epsilon" else abar.sqrt() * noise - (1 - abar).sqrt() * target
-        return F.mse_loss(self.forward(x_t, t, z).float(), goal.float())
+        return x_t, goal
+
+    def loss_at(self, z: torch.Tensor, target: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Per-row training loss (``N``) at steps ``t`` with noise ``noise`` (both given: parity
+        checks against MAR's ``training_losses`` feed the same draws)."""
+        x_t, goal = self._noised(target, t, noise)
+        if not self.learn_sigma:
+            return (self.forward(x_t, t, z).float() - goal.float()).pow(2).mean(-1)
+        output, values = self.forward_with_variance(x_t, t, z)
+        mse = (output.float() - goal.float()).pow(2).mean(-1)
+        predicted_x0 = self.x0_from_output(x_t, t, output.detach())
+        return mse + vlb_bits(self.alphas_cumprod, target.float(), x_t.float(), t, predicted_x0, values.float())
