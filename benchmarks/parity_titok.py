@@ -7,7 +7,8 @@ TiTok's class is built from its published config (``configs/infer/TiTok/titok_l3
 True, so the MaskGIT-VQGAN decoder and codebook are part of it) with seeded random weights: TiTok's own
 initialisation, then every zero-initialised bias and every LayerNorm / GroupNorm affine re-drawn (a
 misplaced bias or norm would hide behind 0 / 1), the VQ and pixel codebooks drawn wider than TiTok's
-``uniform(-1/K, 1/K)`` so codes are well separated. It is saved as ``PyTorchModelHubMixin`` publishes it
+``uniform(-1/K, 1/K)`` so codes are well separated, the weight matrices at N(0, 1/fan_in) so the codes
+depend on the image (``randomize``). It is saved as ``PyTorchModelHubMixin`` publishes it
 (``model.safetensors`` of the state dict), converted with ``artok convert titok`` and compared on 16
 real photographs (scikit-image's, resized; TiTok reads [0, 1], artok [-1, 1]): encoder latents, code
 ids (16 x K), the MaskGIT-VQGAN code logits and the images decoded from the same codes, fp32 on CPU;
@@ -90,7 +91,9 @@ def titok_config(size: str, tokens: int, image_size: int) -> dict:
 
 @torch.no_grad()
 def randomize(model: torch.nn.Module, seed: int) -> None:
-    """Re-draw what TiTok initialises to constants (biases 0, norms 1 / 0) and widen the codebooks."""
+    """Re-draw what TiTok initialises to constants (biases 0, norms 1 / 0), widen the codebooks and draw the
+    weight matrices at N(0, 1 / fan_in): with TiTok's std 0.02 the latent outputs hardly depend on the
+    image (one code per position for every photo), which would make identical ids a weak check."""
     generator = torch.Generator().manual_seed(seed)
     for name, parameter in model.named_parameters():
         if name.endswith("bias") or ".ln_" in name or "norm" in name:
@@ -98,6 +101,8 @@ def randomize(model: torch.nn.Module, seed: int) -> None:
             parameter.copy_(base + 0.1 * torch.randn(parameter.shape, generator=generator))
         elif name.endswith("embedding.weight"):  # both codebooks
             parameter.copy_(torch.randn(parameter.shape, generator=generator))
+        elif name.endswith("weight") and parameter.dim() >= 2:
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) / parameter[0].numel() ** 0.5)
 
 
 def main() -> None:
@@ -128,10 +133,12 @@ def main() -> None:
     result = {"model": args.model, "image_size": args.image_size, "images": images.shape[0]}
     with tempfile.TemporaryDirectory() as folder:
         result.update(compare_titok(theirs, images, unit, Path(folder), args))
+        write(result, args.out)  # the TiTok figures, before the MaskGIT VQGAN part
         result.update(compare_vqgan(theirs, images, unit, Path(folder), args))
     write(result, args.out)
 
 
+@torch.no_grad()
 def compare_titok(theirs, images, unit, folder: Path, args) -> dict:
     from safetensors.torch import save_file
 
@@ -155,16 +162,20 @@ def compare_titok(theirs, images, unit, folder: Path, args) -> dict:
     result["code_id_agreement"] = (their_ids == our_ids).float().mean().item()
     result["code_ids_identical"] = bool(torch.equal(their_ids, our_ids))
     result["distinct_codes"] = int(our_ids.unique().numel())
+    result["distinct_codes_per_position_mean"] = sum(our_ids[:, k].unique().numel() for k in range(our_ids.shape[1])) / our_ids.shape[1]
 
     quantized = ours.quantizer.ids_to_codes(our_ids)
-    their_logits, _ = batched(lambda ids: theirs.decoder(theirs.quantize.get_codebook_entry(ids.reshape(-1)).reshape(
-        ids.shape[0], 1, ids.shape[1], -1).permute(0, 3, 1, 2)), our_ids, args.batch)
-    our_logits, _ = batched(ours.code_logits, quantized, args.batch)
-    result["code_logits_max_abs_difference"] = max_difference(their_logits, our_logits)
-    result["code_logits_max_abs"] = their_logits.abs().max().item()
-
+    # the code logits each side's ViT decoder produces on the way (caught by a hook: one decode per side)
+    their_logits, our_logits = [], []
+    hooks = [theirs.decoder.register_forward_hook(lambda module, inputs, output: their_logits.append(output)),
+             ours.decoder.register_forward_hook(lambda module, inputs, output: our_logits.append(output))]
     their_pixels, result["titok_decode_seconds"] = batched(lambda ids: theirs.decode_tokens(ids), our_ids, args.batch)
     our_pixels, result["artok_decode_seconds"] = batched(ours.decode_latents, quantized, args.batch)
+    for hook in hooks:
+        hook.remove()
+    their_logits, our_logits = torch.cat(their_logits), torch.cat(our_logits)
+    result["code_logits_max_abs_difference"] = max_difference(their_logits, our_logits)
+    result["code_logits_max_abs"] = their_logits.abs().max().item()
     our_pixels = (our_pixels + 1) / 2  # back to TiTok's [0, 1]
     first = slice(0, args.batch)  # artok's decode(Tokens) is decode_latents of the codes, clamped (same batch: same kernels)
     assert torch.equal(ours.decode(Tokens(ours.spec, ids=our_ids[first])), ours.decode_latents(quantized[first]).clamp(-1, 1))
@@ -173,23 +184,53 @@ def compare_titok(theirs, images, unit, folder: Path, args) -> dict:
     result["decoded_max_abs"] = their_pixels.abs().max().item()
     if not args.skip_float64:
         result.update(float64_check(theirs, ours, unit[:1], images[:1]))
+    result["sample_grid"] = sample_grid(ours, folder, args)
     return result
+
+
+def sample_grid(tokenizer, folder: Path, args) -> str:
+    """``artok sample`` from the converted folder: TiTok's generator is not converted, so a random tiny artok
+    MaskGIT generator over its 1D tokens draws them (noise images; the point is the path to pixels)."""
+    from artok.cli.main import main
+    from artok.hub import save_pretrained
+    from artok.zoo import build_generator
+
+    torch.manual_seed(args.seed)
+    save_pretrained(build_generator("maskgit", tokenizer, num_classes=1000, dim=64, depth=2, num_heads=2), folder / "maskgit")
+    grid = Path(args.out).with_suffix(".png")
+    grid.parent.mkdir(parents=True, exist_ok=True)
+    if main(["sample", "--generator", str(folder / "maskgit"), "--tokenizer", str(folder / "titok"), "--labels", "1,207",
+             "--per-label", "2", "--iterations", "8", "--out", str(grid), "--no-progress"]) != 0:
+        raise SystemExit("artok sample failed")
+    return str(grid)
 
 
 @torch.no_grad()
 def float64_check(theirs, ours, unit, images) -> dict:
-    """Latents and decoded pixels of one image with both models in float64 (rounding vanishes, a wrong layer would not)."""
-    theirs, ours = theirs.double(), ours.double()
-    try:
-        their_latents = theirs.encoder(pixel_values=unit.double(), latent_tokens=theirs.latent_tokens)
-        our_latents = ours.encode_latents(images.double())
-        z = torch.nn.functional.normalize(our_latents, dim=1).unsqueeze(2)  # the same (unquantized) decoder input
-        return {"float64_latent_max_abs_difference": max_difference(their_latents.flatten(2), our_latents),
-                "float64_decoded_max_abs_difference": max_difference(theirs.decode(z), (ours.decode_latents(z.squeeze(2)) + 1) / 2)}
-    finally:
-        theirs.float(), ours.float()
+    """Latents and decoded pixels of one image with both models in float64 (rounding vanishes, a wrong layer
+    would not), one half at a time so that L-32 fits in memory twice."""
+    def in_float64(modules, function):
+        for module in modules:
+            module.double()
+        try:
+            return function()
+        finally:
+            for module in modules:
+                module.float()
+
+    their_latents, our_latents = in_float64(
+        (theirs.encoder, ours.encoder),
+        lambda: (theirs.encoder(pixel_values=unit.double(), latent_tokens=theirs.latent_tokens.double()),
+                 ours.encode_latents(images.double())))
+    z = torch.nn.functional.normalize(our_latents, dim=1).unsqueeze(2)  # the same (unquantized) decoder input
+    their_pixels, our_pixels = in_float64(
+        (theirs.decoder, theirs.pixel_quantize, theirs.pixel_decoder, ours.decoder, ours.pixel_decoder),
+        lambda: (theirs.decode(z), (ours.decode_latents(z.squeeze(2)) + 1) / 2))
+    return {"float64_latent_max_abs_difference": max_difference(their_latents.flatten(2), our_latents),
+            "float64_decoded_max_abs_difference": max_difference(their_pixels, our_pixels)}
 
 
+@torch.no_grad()
 def compare_vqgan(theirs, images, unit, folder: Path, args) -> dict:
     """MaskGIT's VQGAN file: its own classes (encoder + quantizer + TiTok's pixel decoder) vs ``artok convert maskgit-vqgan``,
     and the same file as ``--pixel-decoder`` of a stage-1 TiTok checkpoint."""
@@ -206,13 +247,16 @@ def compare_vqgan(theirs, images, unit, folder: Path, args) -> dict:
     ours, _ = convert("maskgit-vqgan", file, folder / "vqgan", "--image-size", str(args.image_size))
     result = {}
     their_features, _ = batched(encoder, unit, args.batch)
-    result["vqgan_latent_max_abs_difference"] = max_difference(their_features, ours.encode_latents(images))
+    our_features, _ = batched(ours.encode_latents, images, args.batch)
+    result["vqgan_latent_max_abs_difference"] = max_difference(their_features, our_features)
     their_ids, _ = batched(lambda z: theirs.pixel_quantize(z)[1], their_features, args.batch)
-    our_ids = ours.encode(images).ids
+    our_ids, _ = batched(lambda z: ours.quantizer(z).ids.flatten(1), our_features, args.batch)
     result["vqgan_code_ids_identical"] = bool(torch.equal(their_ids, our_ids))
-    their_pixels = theirs.pixel_decoder(theirs.pixel_quantize.get_codebook_entry(our_ids))
-    result["vqgan_decoded_max_abs_difference"] = max_difference(
-        their_pixels, (ours.decode_latents(ours.quantizer.ids_to_codes(our_ids.reshape(-1, *ours.config.grid))) + 1) / 2)
+    their_pixels, _ = batched(lambda ids: theirs.pixel_decoder(theirs.pixel_quantize.get_codebook_entry(ids)), our_ids,
+                              args.batch)
+    our_pixels, _ = batched(lambda ids: ours.decode_latents(ours.quantizer.ids_to_codes(ids.reshape(-1, *ours.config.grid))),
+                            our_ids, args.batch)
+    result["vqgan_decoded_max_abs_difference"] = max_difference(their_pixels, (our_pixels + 1) / 2)
 
     stage1 = {k: v for k, v in theirs.state_dict().items() if not k.startswith("pixel_")}
     stage1_file = folder / "stage1.bin"
