@@ -125,3 +125,10 @@ def test_maskgit_vqgan_equals_its_computation(tmp_path):
     torch.testing.assert_close(model.decode(tokens), (pixels * 2 - 1).clamp(-1, 1), atol=1e-5, rtol=1e-5)
     save_pretrained(model, tmp_path / "vqgan")
     assert torch.equal(from_pretrained(tmp_path / "vqgan").encode(x).ids, ids)
+
+
+def test_options_lists_the_fields(capsys):
+    from artok.cli.main import main
+
+    assert main(["options", "titok"]) == 0 and "num_latent_tokens" in capsys.readouterr().out
+    assert main(["options", "maskgit-vqgan"]) == 0 and "codebook_size" in capsys.readouterr().out

@@ -20,6 +20,9 @@ def _kinds() -> dict[str, tuple[str, type, tuple[str, ...]]]:
     from artok.tokenizers import DARTokenizerConfig
 
     kinds["dar"] = ("tokenizer", DARTokenizerConfig, ())
+    from artok.tokenizers import MaskGITVQGANConfig, TiTokConfig
+
+    kinds.update({"titok": ("tokenizer", TiTokConfig, ()), "maskgit-vqgan": ("tokenizer", MaskGITVQGANConfig, ())})
     return kinds
 
 
