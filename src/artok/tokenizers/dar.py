@@ -15,7 +15,9 @@ adaLN-Zero time conditioning over ``[noisy patches, K condition tokens]``. The u
 network sees token groups ``0..g`` only: every later token is replaced by one learned null token
 *before* any layer reads it, so the output provably does not depend on it (`velocity`). Coarse
 groups steer the noisy start of the path, fine groups its end. The flow time is ``t =
-shift(u) = u / (u + s (1 - u))`` (D-AR's time shift ``s``; ``s = 1`` is the identity).
+shift(u) = u / (u + s (1 - u))`` (D-AR's time shift, ``s = 2`` by default as in D-AR: more of the
+path near the noise, where the tokens decide the most; ``s = 1`` is the identity). The flow network
+is initialised as DiT (Xavier-uniform linears, adaLN-Zero gates and output).
 
 Previews (`decode` with ``num_tokens = k < K``): the Euler ODE runs all its steps and each step
 sees the tokens of its interval that are known, ``min(end of its groups, k)`` of them; a prefix of
@@ -74,7 +76,7 @@ class DARTokenizerConfig:
         latent_dim: channels of each latent handed to the quantizer.
         quantizer, quantizer_options: a quantizer of `artok.quantizers` and its options.
         decode_steps: Euler steps of `decode` (default of ``steps``).
-        time_shift: D-AR's ``s`` in ``t = u / (u + s (1 - u))`` (1: no shift; D-AR uses 2).
+        time_shift: D-AR's ``s`` in ``t = u / (u + s (1 - u))`` (1: no shift; D-AR uses 2, the default).
         prefix_dropout: probability that a training image hides the groups after a random one.
         flow_weight: weight of the velocity MSE.
         decode_seed: seed of the initial noise when `decode` is given no generator.
@@ -96,7 +98,7 @@ class DARTokenizerConfig:
     quantizer: str = "vq"
     quantizer_options: dict = field(default_factory=lambda: {"codebook_size": 1024, "codebook_dim": 8})
     decode_steps: int = 16
-    time_shift: float = 1.0
+    time_shift: float = 2.0
     prefix_dropout: float = 0.2
     flow_weight: float = 1.0
     decode_seed: int = 0
@@ -134,6 +136,14 @@ class DARTokenizerConfig:
 def _normal_init(module: nn.Module) -> None:
     if isinstance(module, nn.Linear) and not getattr(module, "_zero_init", False):
         nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+def _xavier_init(module: nn.Module) -> None:
+    """DiT's initialisation of the flow network (Xavier-uniform linears; adaLN-Zero layers stay zero)."""
+    if isinstance(module, nn.Linear) and not getattr(module, "_zero_init", False):
+        nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
@@ -217,6 +227,7 @@ class DARTokenizer(Tokenizer):
         self.context = _Blocks(c, c.context_depth)
         self.flow = FlowNetwork(c)
         self.apply(_normal_init)
+        self.flow.apply(_xavier_init)
         for parameter in (self.patch_positions, self.latent_queries, self.null_token, self.token_positions,
                           self.flow.patch_positions):
             nn.init.normal_(parameter, std=0.02)
