@@ -41,23 +41,37 @@ from artok.data.token_cache import cached_tokens  # noqa: E402
 from artok.evaluation import evaluate_generation, get_reference_classifier, reference_fd, reference_statistics  # noqa: E402
 from artok.evaluation.report import save_image_grid  # noqa: E402
 from artok.generators.any_order.speculative import sample_assd  # noqa: E402
-from artok.sampling import MaskGITSamplerConfig, sampler_config_to_dict  # noqa: E402
+from artok.evaluation import Report  # noqa: E402
+from artok.sampling import MARSamplerConfig, MaskGITSamplerConfig, sampler_config_to_dict  # noqa: E402
 from artok.sampling.configs import SamplerConfig  # noqa: E402
 from artok.training import TrainConfig, train_generator  # noqa: E402
 from artok.zoo import build_generator, sample  # noqa: E402
 
 CFG = 3.0
 WIDTH = {"dim": 128, "num_heads": 4}
-#: kind -> (generator options, sampler); depths chosen so parameters are within 10% of raster's
+#: kind -> (tokenizer, generator options, sampler); depths chosen so parameters are within 10% of raster's.
+#: The new kinds run on the shared VQ tokenizer; the others on their natural tokenizer from
+#: ``generator_zoo.py`` (same recipe: msvq for next-scale, KL for the continuous kinds, PTQ of the
+#: KL for dimwise, BSQ for bitwise).
 KINDS = {
-    "raster": ({**WIDTH, "depth": 4}, SamplerConfig(cfg_scale=CFG)),
-    "rar": ({**WIDTH, "depth": 4}, SamplerConfig(cfg_scale=CFG)),  # anneal window: 50% -> 75% of the steps
-    "nar": ({**WIDTH, "depth": 3, "vertical_depth": 1}, SamplerConfig(cfg_scale=CFG)),
-    "token-shuffle": ({**WIDTH, "depth": 3, "window": 2, "unshuffle_depth": 0}, SamplerConfig(cfg_scale=CFG)),
-    "any-order": ({**WIDTH, "depth": 4}, SamplerConfig(cfg_scale=CFG)),  # sampled with ASSD, DRAFT_LENGTH drafts
-    "maskgit": ({**WIDTH, "depth": 4}, MaskGITSamplerConfig(iterations=8, choice_temperature=2.0, cfg_scale=CFG,
-                                                            cfg_schedule="linear")),
+    "raster": ("vq", {**WIDTH, "depth": 4}, SamplerConfig(cfg_scale=CFG)),
+    "rar": ("vq", {**WIDTH, "depth": 4}, SamplerConfig(cfg_scale=CFG)),  # anneal window: 50% -> 75% of the steps
+    "nar": ("vq", {**WIDTH, "depth": 3, "vertical_depth": 1}, SamplerConfig(cfg_scale=CFG)),
+    "token-shuffle": ("vq", {**WIDTH, "depth": 3, "window": 2, "unshuffle_depth": 0}, SamplerConfig(cfg_scale=CFG)),
+    "any-order": ("vq", {**WIDTH, "depth": 4}, SamplerConfig(cfg_scale=CFG)),  # sampled with ASSD, DRAFT_LENGTH drafts
+    "maskgit": ("vq", {**WIDTH, "depth": 4}, MaskGITSamplerConfig(iterations=8, choice_temperature=2.0, cfg_scale=CFG,
+                                                                   cfg_schedule="linear")),
+    "hi-mar": ("kl", {**WIDTH, "depth": 3, "head_width": 128, "head_depth": 2},
+               MARSamplerConfig(iterations=16, steps=25, cfg_scale=CFG)),
+    **{kind: entry for kind, entry in zoo_bench.GENERATORS.items() if kind not in ("raster", "maskgit")},
+    "dimwise": ("ptq", {**WIDTH, "depth": 4, "head_width": 64, "head_depth": 2}, SamplerConfig(cfg_scale=CFG)),
 }
+#: narrower MLPs (SwiGLU hidden size) where generator_zoo's depth alone leaves the kind > 5% off raster's size
+for _kind, _hidden in {"next-scale": 288, "next-x-tf": 288, "next-x-tf-teacher": 288, "next-x-scale": 288,
+                       "bitwise": 400}.items():
+    KINDS[_kind] = (KINDS[_kind][0], {**KINDS[_kind][1], "hidden_dim": _hidden}, KINDS[_kind][2])
+#: table rows that are variants of a kind (generator_zoo's next-X designs)
+KIND_OF = {**zoo_bench.GENERATOR_KIND}
 
 
 DRAFT_LENGTH = 4
@@ -73,26 +87,39 @@ def sample_kind(kind: str, model, labels, sampler, rng, counts: list):
 
 
 def steps_per_image(kind: str, generator, sampler) -> int:
-    """Transformer forward passes the kind's sampler makes per image."""
+    """Transformer forward passes the kind's sampler makes per image (the per-token heads' denoising
+    steps, which run a small MLP, are not counted)."""
     config = generator.config
+    kind = KIND_OF.get(kind, kind)
     if kind == "nar":
         return config.num_fronts
-    if kind == "maskgit":
+    if kind in ("maskgit", "mar"):
         return sampler.iterations
-    return config.seq_len  # raster, rar: tokens; token-shuffle: merged windows
+    if kind == "hi-mar":
+        from artok.generators.hi_mar.sample import phase_iterations
+
+        return sum(phase_iterations(sampler.iterations, config.num_pivots, generator.spec.seq_len))
+    if kind == "next-scale":
+        return len(generator.spec.scales)
+    if kind == "next-x":  # the transformer denoiser runs every flow step (+1 cache write per entity)
+        if config.denoiser == "transformer":
+            return generator.num_units * (sampler.steps + 1) - 1
+        return generator.num_units
+    return config.seq_len  # raster, rar, dimwise, bitwise: tokens; token-shuffle: merged windows
 
 
 def options_for(kind: str, steps: int) -> dict:
-    options = dict(KINDS[kind][0])
+    options = dict(KINDS[kind][1])
     if kind == "rar":
         options.update(anneal_start=steps // 2, anneal_end=(3 * steps) // 4)
     return options
 
 
 def run_one(kind, seed, args, tokenizer, tokens, train, labels, classifier, test_stats, floor) -> tuple[dict, torch.Tensor]:
-    _, sampler = KINDS[kind]
+    tokenizer_name, _, sampler = KINDS[kind]
     torch.manual_seed(seed)
-    generator = build_generator(kind, tokenizer, train.num_classes, tokens=tokens, **options_for(kind, args.steps))
+    generator = build_generator(KIND_OF.get(kind, kind), tokenizer, train.num_classes, tokens=tokens,
+                                **options_for(kind, args.steps))
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=2e-3, warmup_steps=30, ema_decay=0.98,
                          log_every=25, seed=seed, progress=False)
     with zoo_bench.Clock() as training:
@@ -106,7 +133,7 @@ def run_one(kind, seed, args, tokenizer, tokens, train, labels, classifier, test
     images = torch.cat([tokenizer.decode(tokens_) for tokens_ in samples])
     scores = evaluate_generation(classifier, images, labels, test_stats)
     row = {
-        "kind": kind, "seed": seed, "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "kind": kind, "tokenizer": tokenizer_name, "seed": seed, "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "class_accuracy": scores["class_accuracy"], "fd": scores["fd"], "fd_floor": floor,
         "steps_per_image": statistics.fmean(counts) if counts else steps_per_image(kind, model, sampler),
         "tokens_per_image": tokenizer.spec.seq_len,
@@ -161,32 +188,81 @@ def run(args) -> None:
     test_stats = reference_statistics(classifier, test)
     labels = torch.arange(train.num_classes).repeat_interleave(args.samples_per_class)
     floor = reference_fd(classifier, full_train, test_stats, n=labels.shape[0])
-    tokenizer = zoo_bench.get_tokenizer("vq", out, train, args.tokenizer_steps, {})
-    tokens = cached_tokens(tokenizer, train, progress=False)
+    tokenizers, token_sets = {}, {}
+    for name in dict.fromkeys(KINDS[kind][0] for kind in kinds):
+        tokenizers[name] = zoo_bench.get_tokenizer(name, out, train, args.tokenizer_steps, {})
+        token_sets[name] = cached_tokens(tokenizers[name], train, progress=False)
+    tokenizer = tokenizers.get("vq", next(iter(tokenizers.values())))
     results_path = out / "results.json"
     results = {"budget": {"dataset": zoo_bench.DATASET, "threads": args.threads, "train_subset": len(train),
                           "generator_steps": args.steps, "generator_batch": args.batch_size,
                           "tokenizer_steps": args.tokenizer_steps, "samples": int(labels.shape[0]), "fd_floor": floor,
-                          "grid": list(tokenizer.spec.grid), "vocab_size": tokenizer.spec.vocab_size,
+                          "tokenizers": {name: {"grid": list(t.spec.grid) if t.spec.grid else None, "layout": t.spec.layout,
+                                                "kind": t.spec.kind, "vocab_size": t.spec.vocab_size}
+                                         for name, t in tokenizers.items()},
                           "command": " ".join(sys.argv)},
                "rows": []}
+    if args.resume and results_path.is_file():  # keep the rows of other kinds / seeds from earlier runs
+        earlier = json.loads(results_path.read_text())
+        redo = {(kind, seed) for kind in kinds for seed in seeds}
+        results["rows"] = [row for row in earlier["rows"] if (row["kind"], row["seed"]) not in redo]
+        results["budget"]["tokenizers"] = {**earlier["budget"].get("tokenizers", {}), **results["budget"]["tokenizers"]}
     started = time.perf_counter()
     for kind in kinds:
         for seed in seeds:
-            row, images = run_one(kind, seed, args, tokenizer, tokens, train, labels, classifier, test_stats, floor)
+            name = KINDS[kind][0]
+            row, images = run_one(kind, seed, args, tokenizers[name], token_sets[name], train, labels, classifier,
+                                  test_stats, floor)
             results["rows"].append(row)
             if seed == seeds[0]:
                 per_class = args.samples_per_class
                 grid = images.view(train.num_classes, per_class, *images.shape[1:])[:, : min(per_class, 10)]
                 save_image_grid(out / f"grid_{kind}.png", grid.flatten(0, 1), nrow=min(per_class, 10), scale=2)
+                torch.save(grid.flatten(0, 1).clone(), out / f"grid_{kind}.pt")
             results["summary"] = summarise(results["rows"])
             results["total_wall_s"] = time.perf_counter() - started
             results_path.write_text(json.dumps(results, indent=2))
             print(f"{kind:14s} seed {seed}: acc {row['class_accuracy']:.3f} fd {row['fd']:.2f} "
                   f"steps/img {row['steps_per_image']} {row['sample_s_per_image'] * 1000:.1f} ms/img "
                   f"train {row['train_wall_s']:.0f}s params {row['params_M']:.3f}M", flush=True)
+    results["summary"] = summarise(results["rows"])
+    results_path.write_text(json.dumps(results, indent=2))
     print_table(results)
-    print(f"wrote {results_path}")
+    write_report(out, results, train.class_names, min(args.samples_per_class, 10))
+    print(f"wrote {results_path} and {out / 'report.html'}")
+
+
+def write_report(out: Path, results: dict, class_names, columns: int) -> None:
+    """``OUT/report.html``: the budget, the summary table and one sample grid per kind."""
+    budget = results["budget"]
+    report = Report("artok generator kinds at equal budget: Fashion-MNIST, class-conditional")
+    report.add_text(
+        f"Every kind trains {budget['generator_steps']} steps of {budget['generator_batch']} sequences "
+        f"({budget['threads']} CPU thread(s)) on a {budget['train_subset']}-image class-balanced subset, with its "
+        f"natural tokenizer ({', '.join(budget['tokenizers'])}; {budget['tokenizer_steps']} tokenizer steps), at "
+        f"parameters within 10% of raster's. {budget['samples']} samples are scored by the reference classifier: "
+        f"class accuracy and FD against the test split; the FD floor (as many real train images) is "
+        f"{budget['fd_floor']:.2f}. With several seeds the table shows the mean +- half the spread.")
+    rows = []
+    for kind, entry in results["summary"].items():
+        row = {"kind": kind, "tokenizer": KINDS[kind][0] if kind in KINDS else "", "params_M": entry["params_M"],
+               "steps_per_image": entry["steps_per_image"], "sample_cpu_s_per_image": entry["sample_cpu_s_per_image"],
+               "train_wall_s": entry["train_wall_s"], "seeds": ",".join(map(str, entry["seeds"])),
+               "class_accuracy": entry["class_accuracy"], "fd": entry["fd"], "fd_floor": budget["fd_floor"]}
+        for field in ("class_accuracy", "fd"):
+            if f"{field}_spread" in entry:
+                row[f"{field}_half_spread"] = entry[f"{field}_spread"] / 2
+        rows.append(row)
+    report.add_heading("Results")
+    report.add_metrics_table(rows, caption="lower fd is better; steps_per_image counts transformer passes")
+    report.add_heading("Samples (one row per class, first seed)")
+    for kind in results["summary"]:
+        if (out / f"grid_{kind}.pt").is_file():
+            report.add_heading(kind, level=3)
+            report.add_image_grid(torch.load(out / f"grid_{kind}.pt", weights_only=True), nrow=columns,
+                                  row_labels=class_names, caption=f"{kind}: accuracy "
+                                  f"{results['summary'][kind]['class_accuracy']:.3f}, FD {results['summary'][kind]['fd']:.2f}")
+    report.save(out / "report.html")
 
 
 def parse_args(argv=None):
@@ -200,6 +276,7 @@ def parse_args(argv=None):
     parser.add_argument("--limit", type=int, default=10000, help="class-balanced train subset")
     parser.add_argument("--samples-per-class", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--resume", action="store_true", help="keep the rows of other kinds/seeds in OUT/results.json")
     return parser.parse_args(argv)
 
 
