@@ -174,8 +174,8 @@ class Run:
             return dict(H200_READING)
         return {"bandwidth_gbs": None, "bf16_tflops": None, "source": "no ceilings measured"}
 
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+    def autocast(self, dtype: torch.dtype = torch.bfloat16):
+        return torch.autocast("cuda", dtype=dtype) if self.cuda else contextlib.nullcontext()
 
     def rng(self, seed: int = 0) -> torch.Generator:
         return torch.Generator(self.device).manual_seed(seed)
@@ -236,6 +236,22 @@ def time_side(run: Run, build, batch: int, warmup: str = "full") -> dict:
     if run.cuda:
         side["max_memory_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return side
+
+
+def time_peer(run: Run, make_build, batch: int) -> dict:
+    """`time_side` of a peer that runs under autocast: bf16 (the issue's dtype); if that raises on
+    CUDA, fp16 (VAR's and MAR's own published setting), with the bf16 error recorded."""
+    try:
+        side = time_side(run, make_build(torch.bfloat16), batch)
+        side["autocast"] = "bfloat16" if run.cuda else "none (CPU dry run)"
+        return side
+    except Exception as error:  # noqa: BLE001 - retried in the peer's own half precision
+        if not run.cuda:
+            raise
+        traceback.print_exc()
+        side = time_side(run, make_build(torch.float16), batch)
+        side.update(autocast="float16", bf16_error=one_line(error))
+        return side
 
 
 def guarded(part: dict, key: str, function) -> None:
@@ -461,15 +477,15 @@ def part_var(run: Run, batch: int) -> dict:
         vae, var, tokenizer, generator = build_var(run, folder)
         part["weights"] = "VAR's own VQVAE + VAR (build_vae_var), re-drawn as in parity_var.py, converted by artok.convert"
 
-        def build_peer():
+        def make_build(dtype):
             def call():
-                with run.autocast():
+                with run.autocast(dtype):
                     var.autoregressive_infer_cfg(batch, labels, g_seed=0, cfg=VAR_SAMPLING["cfg"], top_k=top_k,
                                                  top_p=VAR_SAMPLING["top_p"])
-            return call, None
+            return lambda: (call, None)
 
-        guarded(part, "peer", lambda: time_side(run, build_peer, batch))
-        part["peer"]["mode"] = ("autoregressive_infer_cfg under bf16 autocast (VAR's demo: fp16 autocast), "
+        guarded(part, "peer", lambda: time_peer(run, make_build, batch))
+        part["peer"]["mode"] = ("autoregressive_infer_cfg under autocast (VAR's demo: fp16 autocast), "
                                 "includes its VAE decode") if run.cuda else "autoregressive_infer_cfg, fp32 (CPU dry run)"
         del vae, var
         gc.collect()
@@ -533,15 +549,15 @@ def part_mar(run: Run, batch: int) -> dict:
         part["weights"] = "MAR's own model (models/mar.py), every weight perturbed as in parity_mar.py, converted"
         model = model.to(run.device)
 
-        def build_peer():
+        def make_build(dtype):
             def call(num_iter=iterations):
-                with run.autocast():
+                with run.autocast(dtype):
                     model.sample_tokens(batch, num_iter=num_iter, cfg=MAR_SAMPLING["cfg"], cfg_schedule="linear",
                                         labels=labels, temperature=MAR_SAMPLING["temperature"])
-            return call, (lambda: call(2))  # warm-up: 2 iterations (eager: nothing to compile)
+            return lambda: (call, lambda: call(2))  # warm-up: 2 iterations (eager: nothing to compile)
 
-        guarded(part, "peer", lambda: time_side(run, build_peer, batch))
-        part["peer"]["mode"] = "sample_tokens under bf16 autocast (MAR's engine: torch.cuda.amp.autocast)" if run.cuda \
+        guarded(part, "peer", lambda: time_peer(run, make_build, batch))
+        part["peer"]["mode"] = "sample_tokens under autocast (MAR's engine: torch.cuda.amp.autocast, fp16)" if run.cuda \
             else "sample_tokens, fp32 (CPU dry run)"
         del model
         gc.collect()
