@@ -18,7 +18,10 @@ includes compilation), images/s, s/image, the ratio (peer seconds / artok second
 side (`artok.benchmarking.PeakMemory`, i.e. ``torch.cuda.max_memory_allocated`` above the start,
 plus the absolute maximum), and the roofline fraction against the measured ceilings (raster: the
 weight + valid-length KV bytes floor of `artok.benchmarking.roofline`; VAR / MAR: the slower of the
-weight-bytes and FLOP floors counted on one batch-1 call of artok's plain sampler). When a peer's
+weight-bytes and FLOP floors counted on one batch-1 call of artok's plain sampler), and one profiled
+artok call per row (torch.profiler, device activity: kernels per step, CUDA graph launches, device
+busy time over wall time, the top kernels; the report explains each row below its goal from it;
+``--no-profile`` skips it). When a peer's
 clone is not in ``--peers`` (``benchmarks/prepare_peers.py`` puts them there), its side is skipped
 with the reason and artok's side times the preset of the same shape (``artok.presets``).
 
@@ -205,7 +208,42 @@ def sync(run: Run) -> None:
         torch.cuda.synchronize()
 
 
-def time_side(run: Run, build, batch: int, warmup: str = "full") -> dict:
+def profile_call(run: Run, call, steps: int) -> dict:
+    """One call under torch.profiler: device kernels launched (per step), CUDA graph launches, the
+    sum of kernel durations against the wall time (busy fraction; the rest is launch overhead, host
+    work and synchronisation), and the kernels that take the most time. On CPU (dry run): the ops."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    # CUDA: device activity only (kernels and runtime calls; no CPU op tree: MAR-B launches ~3e5 kernels)
+    activities = [ProfilerActivity.CUDA] if run.cuda else [ProfilerActivity.CPU]
+    sync(run)
+    start = time.perf_counter()
+    with profile(activities=activities) as prof:
+        call()
+        sync(run)
+    wall = time.perf_counter() - start
+    events = prof.events()
+    device = DeviceType.CUDA if run.cuda else DeviceType.CPU
+    kernels = [e for e in events if e.device_type == device and (run.cuda or e.cpu_parent is None)]
+    per_name: dict[str, list] = {}
+    for event in kernels:
+        duration = event.time_range.elapsed_us() if run.cuda else event.cpu_time_total
+        entry = per_name.setdefault(event.name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += duration
+    busy_us = sum(total for _, total in per_name.values())
+    note = "no device kernels recorded (profiler saw none: CUPTI unavailable?)" if run.cuda and not kernels else ""
+    top = sorted(per_name.items(), key=lambda item: -item[1][1])[:10]
+    return {"wall_s_profiled": wall, "kernels": len(kernels), "kernels_per_step": len(kernels) / max(steps, 1),
+            "steps": steps, "graph_launches": sum(1 for e in events if e.name == "cudaGraphLaunch"),
+            "kernel_launches_outside_graphs": sum(1 for e in events if e.name == "cudaLaunchKernel"),
+            "busy_s": busy_us / 1e6, "busy_fraction": busy_us / 1e6 / max(wall, 1e-9),
+            "what": "CUDA kernels (device time)" if run.cuda else "top-level CPU ops (dry run)", "note": note,
+            "top": [{"name": name[:120], "count": count, "ms": total / 1e3} for name, (count, total) in top]}
+
+
+def time_side(run: Run, build, batch: int, profile_steps: int | None = None) -> dict:
     """Build a sampler (``build()`` returns ``(call, warm_call)``), warm it up (compilation, graph
     capture), time ``run.repeats()`` calls; seconds, images/s, peak memory."""
     from artok.benchmarking import PeakMemory
@@ -230,6 +268,11 @@ def time_side(run: Run, build, batch: int, warmup: str = "full") -> dict:
             seconds.append(time.perf_counter() - start)
             if run.elapsed() > run.args.budget_s:
                 break  # keep what was timed; the budget check skips the next parts
+        if profile_steps and run.args.profile and run.elapsed() < run.args.budget_s * 0.8:
+            try:
+                side["profile"] = profile_call(run, call, profile_steps)
+            except Exception as error:  # noqa: BLE001 - the timing stands without it
+                side["profile"] = {"error": one_line(error)}
     median = statistics.median(seconds)
     side.update(seconds=seconds, median_s=median, batch=batch, images_per_s=batch / median, s_per_image=median / batch,
                 peak_memory_mb=memory.peak_mb)
@@ -385,7 +428,7 @@ def part_raster(run: Run, name: str, preset: str, batch: int) -> dict:
                                 "attention": engine.attention}
         return (lambda: engine.generate(labels, config, run.rng())), None
 
-    guarded(part, "artok", lambda: time_side(run, build_ours, batch))
+    guarded(part, "artok", lambda: time_side(run, build_ours, batch, profile_steps=ours.config.seq_len))
     ceilings = run.ceilings()
     floor = None
     if ceilings["bandwidth_gbs"]:
@@ -506,7 +549,7 @@ def part_var(run: Run, batch: int) -> dict:
                     tokenizer.decode(tokens)
         return call, None
 
-    guarded(part, "artok", lambda: time_side(run, build_ours, batch))
+    guarded(part, "artok", lambda: time_side(run, build_ours, batch, profile_steps=generator.num_scales))
     if tokenizer is not None and "mode" not in part["artok"]:
         part["artok"]["mode"] = "NextScaleEngine + artok VAE decode (bf16 autocast)"
     from artok.benchmarking import measure_cost
@@ -567,7 +610,8 @@ def part_mar(run: Run, batch: int) -> dict:
     config = MARSamplerConfig(iterations=iterations, steps=steps, cfg_scale=MAR_SAMPLING["cfg"], cfg_schedule="linear",
                               temperature=MAR_SAMPLING["temperature"], method="ddpm")
     guarded(part, "artok", lambda: time_side(
-        run, lambda: ((lambda: sample_mar(ours, labels, config, run.rng())), None), batch))
+        run, lambda: ((lambda: sample_mar(ours, labels, config, run.rng())), None), batch,
+        profile_steps=iterations * steps))
     if "mode" not in part["artok"]:
         part["artok"]["mode"] = "sample_mar, HeadSampler with one CUDA graph replay per iteration" if run.cuda \
             else "sample_mar (CPU: head graphs off)"
@@ -711,10 +755,27 @@ def table_rows(results: dict) -> list[dict]:
             row[f"{side} {metric}"] = data.get(metric, data.get("error") or data.get("skipped"))
             row[f"{side} peak MB"] = data.get("peak_memory_mb")
             row[f"{side} roofline fraction"] = data.get("roofline_fraction")
+        profile = (part.get("artok") or {}).get("profile") or {}
         row.update(ratio=part.get("ratio"), goal=part.get("goal_ratio"), passed=part.get("passed"),
+                   **{"artok kernels/step": profile.get("kernels_per_step"), "artok busy fraction": profile.get("busy_fraction")},
                    note=part.get("error") or part.get("skipped"))
         rows.append(row)
     return rows
+
+
+def explain(name: str, part: dict) -> str:
+    """A profile-based line for a row below its goal: kernels per step, busy fraction, top kernels."""
+    ours = part.get("artok") or {}
+    profile = ours.get("profile") or {}
+    text = f"{name}: ratio {part.get('ratio', float('nan')):.2f} (goal {part.get('goal_ratio')}); artok at " \
+           f"{ours.get('roofline_fraction') or float('nan'):.3f} of its roofline."
+    if "kernels" in profile:
+        top = ", ".join(f"{k['name'][:60]} x{k['count']} ({k['ms']:.1f} ms)" for k in profile["top"][:4])
+        text += (f" One profiled call: {profile['kernels']} {profile['what']} ({profile['kernels_per_step']:.0f} per step "
+                 f"over {profile['steps']} steps), {profile['graph_launches']} graph launches, device busy "
+                 f"{100 * profile['busy_fraction']:.0f}% of the wall time (the rest is launch / host overhead); "
+                 f"top: {top}.")
+    return text
 
 
 def write_html(results: dict, path: Path) -> None:
@@ -729,6 +790,10 @@ def write_html(results: dict, path: Path) -> None:
     rows = table_rows(results)
     if rows:
         report.add_metrics_table(rows, caption="the issue's table")
+    notes = [explain(name, part) for name, part in results["parts"].items() if name in GOALS and part.get("passed") is False]
+    if notes:
+        report.add_heading("rows below their goal: what the profile says")
+        report.add_text("\n\n".join(notes))
     status = [{"part": name, "status": part.get("status"), "seconds": part.get("seconds"),
                "note": part.get("error") or part.get("skipped") or ""} for name, part in results["parts"].items()]
     report.add_heading("parts")
@@ -762,6 +827,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip the remaining parts after this many seconds")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per side (1 once half the budget is spent)")
     parser.add_argument("--cuda-tests-timeout", type=float, default=150.0)
+    parser.add_argument("--no-profile", dest="profile", action="store_false",
+                        help="skip the one profiled artok call per row (kernels per step, busy fraction)")
     parser.add_argument("--trained", default=None, help="an artok generator folder for the speculative part")
     args = parser.parse_args(argv)
     unknown = [p for p in args.parts.split(",") if p and p not in PARTS]

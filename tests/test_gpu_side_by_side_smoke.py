@@ -53,6 +53,9 @@ def test_smoke_without_peers_runs_artok_sides_and_skips_peers(script, tmp_path):
         assert part["artok"]["peak_memory_mb"] >= 0
         assert 0 < part["artok"]["roofline_fraction"] < 1  # against the ceilings measured in the first part
         assert "ratio" not in part  # no peer, no ratio
+        profile = part["artok"]["profile"]  # one profiled call per row: ops per step, busy fraction, top ops
+        assert profile["kernels"] > 0 and profile["kernels_per_step"] > 0 and 0 < profile["busy_fraction"] <= 1.5
+        assert profile["top"] and profile["top"][0]["count"] >= 1
     assert parts["gpt-b-64"]["batch"] == 2 and parts["gpt-b-1"]["batch"] == 1
     assert parts["mar-b-64"]["roofline"]["counted"].startswith("batch-1 sample_mar")
     jacobi = parts["speculative"]["batches"]["1"]
