@@ -28,15 +28,23 @@ with the reason and artok's side times the preset of the same shape (``artok.pre
 DIR/results.json is rewritten after EVERY part (a time-out or crash keeps what was measured); a part
 that raises is recorded with its one-line error and the next part runs. Parts run in the order of
 ``--parts``; once ``--budget-s`` seconds have passed the remaining parts are recorded as skipped,
-and past half the budget each row times one call instead of ``--repeats``. DIR/report.html holds
+past half the budget each row times one call instead of ``--repeats``, and a side stops timing once
+its calls add up to ``--side-cap-s`` (MAR's peer takes seconds per call). DIR/report.html holds
 the table and notes.
 
-On the device machine (H200: its python3 has torch, timm and huggingface_hub; artok runs from
-src/ with the image's packages, so no venv is carried; prepare peers/ here first):
+On the device machine (H200: its python3 has torch, timm and huggingface_hub, and every package
+artok imports; artok runs from src/ with PYTHONPATH, so no venv is carried). Prepare peers/ here,
+then fire ONE call (the peers' folder is git-ignored, so it travels only when carried; ~3 MiB):
 
     python benchmarks/prepare_peers.py --llamagen /tmp/LlamaGen --var /tmp/VAR --mar /tmp/mar --out peers
-    run(command="export PYTHONUNBUFFERED=1 PYTHONPATH=src; python3 benchmarks/gpu_side_by_side.py --out $OUT/gpu --peers peers --budget-s 480 2>&1 | tee $OUT/gpu_log.txt",
-        carry=["peers"], timeout_s=590)
+    run(command="set -o pipefail; export PYTHONUNBUFFERED=1 PYTHONPATH=src; python3 benchmarks/gpu_side_by_side.py --out $OUT/gpu --peers peers --budget-s 420 2>&1 | tee $OUT/gpu_log.txt",
+        carry=["peers"], timeout_s=595)
+
+A part that starts just before the budget runs to its end (a raster row compiles LlamaGen's model
+and artok's engine: minutes), hence 420 s of budget inside a 595 s call; results.json holds every
+part finished before a time-out. Parts skipped for the budget can go in a second call right after
+(the machine stays warm 30 s): the same command with ``--parts gpt-l-64,speculative`` (say) and
+``--out $OUT/gpu2``.
 
 CPU dry run of every code path (tiny shapes, fp32, both sides when peers/ is there):
 
@@ -65,7 +73,9 @@ from artok.generators.mar.sample import sample_mar
 BENCHMARKS = Path(__file__).resolve().parent
 REPO = BENCHMARKS.parent
 
-PARTS = ("ceilings", "gpt-b-1", "gpt-b-64", "gpt-l-64", "var-d16-64", "mar-b-64", "cuda-tests", "speculative")
+#: the default order: ceilings first (every roofline uses them), then the rows by value per second of
+#: GPU time (each raster row costs two compilations: LlamaGen's and the engine's 8 attention buckets)
+PARTS = ("ceilings", "gpt-b-64", "var-d16-64", "mar-b-64", "gpt-b-1", "cuda-tests", "gpt-l-64", "speculative")
 #: part -> (metric the issue's table uses, goal on the ratio peer / artok, extra absolute goal)
 GOALS = {"gpt-b-1": ("s_per_image", 8.0, ("artok_s_per_image", "<=", 0.040)), "gpt-b-64": ("images_per_s", 4.0, None),
          "gpt-l-64": ("images_per_s", 4.0, None), "var-d16-64": ("images_per_s", 4.0, None),
@@ -266,8 +276,8 @@ def time_side(run: Run, build, batch: int, profile_steps: int | None = None) -> 
             call()
             sync(run)
             seconds.append(time.perf_counter() - start)
-            if run.elapsed() > run.args.budget_s:
-                break  # keep what was timed; the budget check skips the next parts
+            if run.elapsed() > run.args.budget_s or sum(seconds) > run.args.side_cap_s:
+                break  # keep what was timed (at least one call); the budget check skips the next parts
         if profile_steps and run.args.profile and run.elapsed() < run.args.budget_s * 0.8:
             try:
                 side["profile"] = profile_call(run, call, profile_steps)
@@ -826,6 +836,8 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, run in this order ({','.join(PARTS)})")
     parser.add_argument("--budget-s", type=float, default=480.0, help="skip the remaining parts after this many seconds")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per side (1 once half the budget is spent)")
+    parser.add_argument("--side-cap-s", type=float, default=20.0,
+                        help="stop timing a side once its timed calls add up to this (at least one call)")
     parser.add_argument("--cuda-tests-timeout", type=float, default=150.0)
     parser.add_argument("--no-profile", dest="profile", action="store_false",
                         help="skip the one profiled artok call per row (kernels per step, busy fraction)")
