@@ -307,6 +307,33 @@ def time_peer(run: Run, make_build, batch: int) -> dict:
         return side
 
 
+def peer_or_preset(part: dict, folder: Path | None, why: str | None, build_peer, build_preset, preset: str):
+    """The peer's models (``build_peer()``), or None with ``part["peer"]`` saying why (no clone, or
+    its build raised: then artok's side times the preset of the same shape)."""
+    if folder is not None:
+        try:
+            return build_peer()
+        except Exception as error:  # noqa: BLE001 - the artok side still runs, on the preset
+            traceback.print_exc()
+            why = f"building the peer's model failed: {one_line(error)}"
+    part["peer"] = {"skipped": why}
+    part["weights"] = f"artok preset {preset} (random weights; no peer to convert from)"
+    part["artok_model"] = build_preset()
+    return None
+
+
+def floor_or_none(part: dict, function):
+    """``(floor, roofline) = function()`` into the part; an error is recorded, the sides stand."""
+    try:
+        floor, roofline = function()
+        part["roofline"] = roofline
+        return floor
+    except Exception as error:  # noqa: BLE001
+        traceback.print_exc()
+        part["roofline"] = {"error": one_line(error)}
+        return None
+
+
 def guarded(part: dict, key: str, function) -> None:
     """``part[key] = function()``, or the one-line error (the other side still runs)."""
     try:
@@ -397,12 +424,12 @@ def part_raster(run: Run, name: str, preset: str, batch: int) -> dict:
     labels = (torch.arange(batch) * 7 % run.shapes["classes"]).to(run.device)
     part = {"batch": batch, "sampling": {**LLAMAGEN_SAMPLING, "top_k": top_k}}
     folder, why = run.peer("LlamaGen", "autoregressive/models/gpt.py")
-    if folder is None:
-        part["peer"] = {"skipped": why}
-        ours = artok_raster(run, preset)
-        part["weights"] = f"artok preset {preset} (random weights; no peer to convert from)"
+    built = peer_or_preset(part, folder, why, lambda: build_llamagen(run, folder, preset),
+                           lambda: artok_raster(run, preset), preset)
+    if built is None:
+        ours = part.pop("artok_model")
     else:
-        theirs, ours, generate = build_llamagen(run, folder, preset)
+        theirs, ours, generate = built
         part["weights"] = "LlamaGen's own model, seeded, output layer re-drawn, converted by artok.convert.llamagen"
         theirs = theirs.to(run.device, run.dtype)  # LlamaGen's sample_c2i: model.to(dtype=precision)
         seq_len = ours.config.seq_len
@@ -439,13 +466,15 @@ def part_raster(run: Run, name: str, preset: str, batch: int) -> dict:
         return (lambda: engine.generate(labels, config, run.rng())), None
 
     guarded(part, "artok", lambda: time_side(run, build_ours, batch, profile_steps=ours.config.seq_len))
-    ceilings = run.ceilings()
-    floor = None
-    if ceilings["bandwidth_gbs"]:
+    def floor():
+        ceilings = run.ceilings()
+        if not ceilings["bandwidth_gbs"]:
+            return None, {"note": "no ceilings"}
         traffic = raster_traffic(ours, run.dtype, guided=True)
-        floor = roofline_images_per_s(traffic, batch, ceilings["bandwidth_gbs"])
-        part["roofline"] = {**traffic, **ceilings, "bound": "memory (weights per step + valid-length KV reads)"}
-    finish_row(run, name, part, floor)
+        return (roofline_images_per_s(traffic, batch, ceilings["bandwidth_gbs"]),
+                {**traffic, **ceilings, "bound": "memory (weights per step + valid-length KV reads)"})
+
+    finish_row(run, name, part, floor_or_none(part, floor))
     return part
 
 
@@ -522,12 +551,12 @@ def part_var(run: Run, batch: int) -> dict:
                                          "cfg_schedule": "linear"}}
     folder, why = run.peer("VAR", "models/var.py")
     tokenizer = None
-    if folder is None:
-        part["peer"] = {"skipped": why}
-        generator = artok_next_scale(run)
-        part["weights"] = "artok preset var-d16 (random weights; no peer to convert from); artok side without VAE decode"
+    built = peer_or_preset(part, folder, why, lambda: build_var(run, folder), lambda: artok_next_scale(run), "var-d16")
+    if built is None:
+        generator = part.pop("artok_model")
+        part["weights"] += "; artok side without VAE decode"
     else:
-        vae, var, tokenizer, generator = build_var(run, folder)
+        vae, var, tokenizer, generator = built
         part["weights"] = "VAR's own VQVAE + VAR (build_vae_var), re-drawn as in parity_var.py, converted by artok.convert"
 
         def make_build(dtype):
@@ -562,13 +591,14 @@ def part_var(run: Run, batch: int) -> dict:
     guarded(part, "artok", lambda: time_side(run, build_ours, batch, profile_steps=generator.num_scales))
     if tokenizer is not None and "mode" not in part["artok"]:
         part["artok"]["mode"] = "NextScaleEngine + artok VAE decode (bf16 autocast)"
-    from artok.benchmarking import measure_cost
+    def floor():
+        from artok.benchmarking import measure_cost
 
-    cost = measure_cost(lambda: sample_next_scale(generator, labels[:1], config, run.rng()), generator)
-    cost["weight_bytes"] *= torch.finfo(run.dtype).bits / 8 / next(generator.parameters()).element_size()
-    floor, roofline = count_floor(run, cost, batch)  # (counted on the fp32 generator; bytes at the run's dtype)
-    part["roofline"] = roofline
-    finish_row(run, "var-d16-64", part, floor)
+        cost = measure_cost(lambda: sample_next_scale(generator, labels[:1], config, run.rng()), generator)
+        cost["weight_bytes"] *= torch.finfo(run.dtype).bits / 8 / next(generator.parameters()).element_size()
+        return count_floor(run, cost, batch)  # (counted on the fp32 generator; bytes at the run's dtype)
+
+    finish_row(run, "var-d16-64", part, floor_or_none(part, floor))
     return part
 
 
@@ -579,26 +609,11 @@ def part_mar(run: Run, batch: int) -> dict:
     labels = (torch.arange(batch) * 7 % run.shapes["classes"]).to(run.device)
     part = {"batch": batch, "sampling": {**MAR_SAMPLING, "num_iter": iterations, "steps": steps}}
     folder, why = run.peer("mar", "models/mar.py")
-    if folder is None:
-        part["peer"] = {"skipped": why}
-        ours = artok_mar(run)
-        part["weights"] = "artok preset mar-b (random weights; no peer to convert from)"
+    built = peer_or_preset(part, folder, why, lambda: build_mar_pair(run, folder, steps), lambda: artok_mar(run), "mar-b")
+    if built is None:
+        ours = part.pop("artok_model")
     else:
-        parity = parity_script("parity_mar")
-        SIZES, build_mar, import_mar, mar_diffusion = parity.SIZES, parity.build_mar, parity.import_mar, parity.mar_diffusion
-
-        from artok.convert.mar import convert_state_dict
-
-        ensure_timm(run.peers)
-        size = SIZES[run.shapes["mar"]]
-        real_cuda = torch.Tensor.cuda
-        with peer_code(folder):
-            mar = import_mar(folder)  # (patches Tensor.cuda for CPU scripts; put back on CUDA)
-            if run.cuda:
-                torch.Tensor.cuda = real_cuda
-            model = build_mar(mar, size, run.shapes["classes"], seed=0)
-            model.diffloss.gen_diffusion = mar_diffusion(steps)
-        ours = convert_state_dict(model.state_dict(), num_heads=size["heads"], source="MAR's seeded model")
+        model, ours = built
         part["weights"] = "MAR's own model (models/mar.py), every weight perturbed as in parity_mar.py, converted"
         model = model.to(run.device)
 
@@ -625,10 +640,26 @@ def part_mar(run: Run, batch: int) -> dict:
     if "mode" not in part["artok"]:
         part["artok"]["mode"] = "sample_mar, HeadSampler with one CUDA graph replay per iteration" if run.cuda \
             else "sample_mar (CPU: head graphs off)"
-    floor, roofline = count_floor(run, mar_cost(run, ours, labels[:1], config), batch)
-    part["roofline"] = roofline
+    floor = floor_or_none(part, lambda: count_floor(run, mar_cost(run, ours, labels[:1], config), batch))
     finish_row(run, "mar-b-64", part, floor)
     return part
+
+
+def build_mar_pair(run: Run, folder: Path, steps: int):
+    """MAR's own model (parity_mar's seeded build, its diffusion respaced to ``steps``), converted."""
+    from artok.convert.mar import convert_state_dict
+
+    parity = parity_script("parity_mar")
+    ensure_timm(run.peers)
+    size = parity.SIZES[run.shapes["mar"]]
+    real_cuda = torch.Tensor.cuda
+    with peer_code(folder):
+        mar = parity.import_mar(folder)  # (patches Tensor.cuda for CPU scripts; put back on CUDA)
+        if run.cuda:
+            torch.Tensor.cuda = real_cuda
+        model = parity.build_mar(mar, size, run.shapes["classes"], seed=0)
+        model.diffloss.gen_diffusion = parity.mar_diffusion(steps)
+    return model, convert_state_dict(model.state_dict(), num_heads=size["heads"], source="MAR's seeded model")
 
 
 def mar_cost(run: Run, generator, labels: torch.Tensor, config) -> dict:

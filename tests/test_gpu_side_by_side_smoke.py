@@ -178,3 +178,16 @@ def test_prepare_peers_copies_only_sources(tmp_path):
     assert manifest["total_bytes"] > 0 and set(manifest["peers"]) == {"LlamaGen", "VAR", "mar"}
     with pytest.raises(SystemExit, match="is not a VAR clone"):
         prepare.main(["--var", str(tmp_path / "clones" / "mar"), "--out", str(out), "--no-wheel"])
+
+
+def test_a_peer_that_fails_to_build_leaves_artoks_side(script, tmp_path):
+    broken = tmp_path / "peers" / "VAR" / "models"
+    broken.mkdir(parents=True)
+    (broken / "var.py").write_text("raise ImportError('planted')\n")  # a clone that does not import
+    out = tmp_path / "run"
+    assert script.main(["--smoke", "--out", str(out), "--peers", str(tmp_path / "peers"), "--parts", "var-d16-64",
+                        "--repeats", "1", "--no-profile"]) == 0
+    part = read(out)["parts"]["var-d16-64"]
+    assert part["status"] == "ok" and part["peer"]["skipped"].startswith("building the peer's model failed")
+    assert part["artok"]["images_per_s"] > 0 and "profile" not in part["artok"]
+    assert part["roofline"]["note"] == "no ceilings"  # the ceilings part did not run (CPU: no fallback figures)
