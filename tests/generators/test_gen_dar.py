@@ -71,7 +71,7 @@ def test_chosen_preview_lengths_and_errors():
 def test_previews_decode_every_prefix_and_the_last_is_the_image():
     torch.manual_seed(0)
     tokenizer = tiny_dar_tokenizer()
-    with torch.no_grad():  # open the adaLN-Zero gates so previews differ
+    with torch.no_grad():  # larger weights, so that previews differ clearly
         for parameter in tokenizer.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.1)
     generator = _generator(tokenizer)

@@ -30,8 +30,7 @@ def _images(batch: int = 3, seed: int = 0) -> torch.Tensor:
 
 
 def _noised(tokenizer: DARTokenizer, seed: int = 1, scale: float = 0.1) -> DARTokenizer:
-    """Seeded noise on every parameter (the flow network's adaLN-Zero layers start at zero, which
-    would make every decode the same)."""
+    """Seeded noise on every parameter, so that every layer (and every token) visibly matters."""
     stream = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _, parameter in sorted(tokenizer.named_parameters()):
@@ -139,7 +138,7 @@ def test_loss_falls_on_a_tiny_batch():
 
 def test_gradients_reach_encoder_null_token_and_flow():
     torch.manual_seed(0)
-    tokenizer = _noised(tiny_dar_tokenizer(prefix_dropout=1.0)).train()  # adaLN-Zero gates start closed
+    tokenizer = _noised(tiny_dar_tokenizer(prefix_dropout=1.0)).train()
     torch.manual_seed(1)
     out = tokenizer(_images())
     (out.quantizer.loss + out.reconstruction.square().mean()).backward()

@@ -9,15 +9,14 @@ computed without looking at the later queries. The ``K`` outputs are quantized b
 `artok.quantizers` (default VQ).
 
 Decoder: a rectified flow over pixels (artok's convention, `artok.heads.flow`: ``t`` from 0 =
-noise to 1 = data, ``x_t = t x + (1 - t) eps``, velocity ``v = x - eps``). Its network is a ViT with
-adaLN-Zero time conditioning over ``[noisy patches, K condition tokens]``. The unshifted time
+noise to 1 = data, ``x_t = t x + (1 - t) eps``, velocity ``v = x - eps``). Its network is a
+pre-norm ViT over ``[noisy patches + time embedding, K condition tokens]``. The unshifted time
 ``u`` in [0, 1] is cut into ``G`` equal intervals and at ``u`` in interval ``g`` (0-based) the
 network sees token groups ``0..g`` only: every later token is replaced by one learned null token
 *before* any layer reads it, so the output provably does not depend on it (`velocity`). Coarse
 groups steer the noisy start of the path, fine groups its end. The flow time is ``t =
 shift(u) = u / (u + s (1 - u))`` (D-AR's time shift, ``s = 2`` by default as in D-AR: more of the
-path near the noise, where the tokens decide the most; ``s = 1`` is the identity). The flow network
-is initialised as DiT (Xavier-uniform linears, adaLN-Zero gates and output).
+path near the noise, where the tokens decide the most; ``s = 1`` is the identity).
 
 Previews (`decode` with ``num_tokens = k < K``): the Euler ODE runs all its steps and each step
 sees the tokens of its interval that are known, ``min(end of its groups, k)`` of them; a prefix of
@@ -29,8 +28,10 @@ so the shared tokenizer trainer needs no change; the returned ``reconstruction``
 data prediction ``x_t + (1 - t) v_theta``, on which that trainer adds its pixel MSE + 0.2 L1 (D-AR
 puts its perceptual and GAN losses on the same prediction). ``flow_loss`` is logged on its own.
 
-Simplified vs the paper: a small ViT over pixel patches (D-AR: a 12-layer SiT over 8x8 patches of
-256^2 images, cross-attention to the current group's tokens plus adaLN); the condition tokens come
+Simplified vs the paper: a small ViT over pixel patches that reads the tokens in context, by joint
+self-attention, with the time added to the patches (D-AR: a 12-layer SiT over 8x8 patches of 256^2
+images, cross-attention to the current group's tokens feeding adaLN; at artok's CPU scale adaLN-Zero
+gates kept the tiny decoder from using the tokens for hundreds of steps); the condition tokens come
 from one small causal transformer over the quantized tokens with the hidden ones nulled (D-AR: a
 causal transformer; its decoder reads only the current group's outputs, which see earlier groups
 through the causal mask); Euler steps (D-AR: second-order Adams, 8 steps = 8 groups); no REPA,
@@ -52,7 +53,7 @@ from torch import nn
 
 from artok.hub import register_model
 from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
-from artok.nn.adaln import AdaLNOutput, AdaLNTransformerBlock, TimestepEmbedder
+from artok.nn.adaln import TimestepEmbedder
 from artok.quantizers import QUANTIZERS, build_quantizer
 from artok.tokenizers.base import Tokenizer, TokenizerOutput
 from artok.tokens import Tokens, TokenSpec
@@ -134,16 +135,8 @@ class DARTokenizerConfig:
 
 
 def _normal_init(module: nn.Module) -> None:
-    if isinstance(module, nn.Linear) and not getattr(module, "_zero_init", False):
+    if isinstance(module, nn.Linear):
         nn.init.normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-
-
-def _xavier_init(module: nn.Module) -> None:
-    """DiT's initialisation of the flow network (Xavier-uniform linears; adaLN-Zero layers stay zero)."""
-    if isinstance(module, nn.Linear) and not getattr(module, "_zero_init", False):
-        nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
 
@@ -174,34 +167,31 @@ def encoder_mask(num_patches: int, num_queries: int) -> torch.Tensor:
 
 
 class FlowNetwork(nn.Module):
-    """``v_theta(x_t, t, condition tokens)``: adaLN-Zero ViT over ``[noisy patches, tokens]``."""
+    """``v_theta(x_t, t, condition tokens)``: a pre-norm ViT over ``[noisy patches + time, tokens]``.
+
+    The time embedding is added to every patch (U-ViT / DiT's "in-context" time); the blocks are
+    artok's plain `TransformerBlock` s, as vit1d's decoder, so the tokens reach the patches through
+    ungated attention from the first step (adaLN-Zero gates made a small decoder ignore them)."""
 
     def __init__(self, config: DARTokenizerConfig) -> None:
         super().__init__()
         c = config
         patch_pixels = c.in_channels * c.patch_size**2
-        hidden = c.hidden_dim or swiglu_hidden_dim(c.dim)
         self.config = c
         self.patch_embedding = nn.Linear(patch_pixels, c.dim)
         self.patch_positions = nn.Parameter(torch.zeros(c.num_patches, c.dim))
         self.time_embedding = TimestepEmbedder(c.dim, scale=1000.0)
-        self.blocks = nn.ModuleList(
-            AdaLNTransformerBlock(c.dim, c.num_heads, hidden, dropout=c.dropout) for _ in range(c.decoder_depth))
-        self.output_norm = AdaLNOutput(c.dim)
+        self.blocks = _Blocks(c, c.decoder_depth)
         self.to_pixels = nn.Linear(c.dim, patch_pixels)
-        for layer in (self.to_pixels, self.output_norm.modulation, *(b.modulation for b in self.blocks)):
-            layer._zero_init = True  # adaLN-Zero: every block and the output start at zero
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
         """``x_t`` ``B x C x S x S``, ``t`` ``B``, ``condition`` ``B x K x dim`` -> velocity like ``x_t``."""
         c = self.config
         dtype = self.patch_embedding.weight.dtype
         patches = rearrange(x_t.to(dtype), "b c (h p) (w q) -> b (h w) (c p q)", p=c.patch_size, q=c.patch_size)
-        x = torch.cat([self.patch_embedding(patches) + self.patch_positions, condition.to(dtype)], dim=1)
-        time = self.time_embedding(t)
-        for block in self.blocks:
-            x = block(x, time)
-        pixels = self.to_pixels(self.output_norm(x[:, : c.num_patches], time))
+        patches = self.patch_embedding(patches) + self.patch_positions + self.time_embedding(t)[:, None]
+        out = self.blocks(torch.cat([patches, condition.to(dtype)], dim=1))
+        pixels = self.to_pixels(out[:, : c.num_patches])
         side = c.image_size // c.patch_size
         return rearrange(pixels, "b (h w) (c p q) -> b c (h p) (w q)", h=side, p=c.patch_size, q=c.patch_size).float()
 
@@ -227,7 +217,6 @@ class DARTokenizer(Tokenizer):
         self.context = _Blocks(c, c.context_depth)
         self.flow = FlowNetwork(c)
         self.apply(_normal_init)
-        self.flow.apply(_xavier_init)
         for parameter in (self.patch_positions, self.latent_queries, self.null_token, self.token_positions,
                           self.flow.patch_positions):
             nn.init.normal_(parameter, std=0.02)
