@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import gc
 import json
 import re
@@ -298,7 +297,7 @@ def time_peer(run: Run, make_build, batch: int) -> dict:
         side = time_side(run, make_build(torch.bfloat16), batch)
         side["autocast"] = "bfloat16" if run.cuda else "none (CPU dry run)"
         return side
-    except Exception as error:  # noqa: BLE001 - retried in the peer's own half precision
+    except Exception as error:
         if not run.cuda:
             raise
         traceback.print_exc()
@@ -437,7 +436,7 @@ def part_raster(run: Run, name: str, preset: str, batch: int) -> dict:
         def build_peer(compiled: bool):
             def build():
                 model = torch.compile(theirs, mode="reduce-overhead", fullgraph=True) if compiled else theirs
-                call = lambda: generate(model, labels, seq_len, cfg_scale=LLAMAGEN_SAMPLING["cfg_scale"],  # noqa: E731
+                call = lambda: generate(model, labels, seq_len, cfg_scale=LLAMAGEN_SAMPLING["cfg_scale"],
                                         temperature=1.0, top_k=top_k, top_p=1.0, sample_logits=True)
                 return call, None
             return build
@@ -515,7 +514,7 @@ def build_var(run: Run, folder: Path):
     images = torch.rand(2, 3, shape["image_size"], shape["image_size"], device=run.device) * 2 - 1
     redraw_vae(vae, images, seed=0)
     redraw_var(var, seed=1)
-    cpu = lambda module: {k: v.detach().cpu() for k, v in module.state_dict().items()}  # noqa: E731
+    cpu = lambda module: {k: v.detach().cpu() for k, v in module.state_dict().items()}
     tokenizer = convert_vae(cpu(vae), shape["image_size"], shape["patch_nums"], source="VAR's seeded VQVAE")
     generator = convert_var(cpu(var), tokenizer)
     return vae, var, tokenizer.eval(), generator
@@ -722,7 +721,7 @@ def part_speculative(run: Run) -> dict:
             engine = SamplingEngine(target, batch)
             return (lambda: engine.generate(labels, config, run.rng())), None
 
-        def build_jacobi(batch=batch, labels=labels):
+        def build_jacobi(batch=batch, labels=labels, row=row):
             engine = SamplingEngine(target, batch, extra_positions=window + 1)
             stats = {}
 
@@ -732,8 +731,8 @@ def part_speculative(run: Run) -> dict:
             row["jacobi_stats"] = stats
             return call, None
 
-        guarded(row, "plain_engine", lambda: time_side(run, build_plain, batch))
-        guarded(row, "jacobi", lambda: time_side(run, build_jacobi, batch))
+        guarded(row, "plain_engine", lambda b=batch: time_side(run, build_plain, b))
+        guarded(row, "jacobi", lambda b=batch: time_side(run, build_jacobi, b))
         if "median_s" in row["plain_engine"] and "median_s" in row["jacobi"]:
             row["speedup"] = row["plain_engine"]["median_s"] / row["jacobi"]["median_s"]
         rows[str(batch)] = row
@@ -755,7 +754,7 @@ def part_cuda_tests(run: Run) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
     start = time.perf_counter()
     try:
-        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         output, code = done.stdout + done.stderr, done.returncode
     except subprocess.TimeoutExpired as expired:
         output = (expired.stdout or b"").decode(errors="ignore") if isinstance(expired.stdout, bytes) else (expired.stdout or "")
@@ -923,7 +922,7 @@ def summary_line(name: str, part: dict) -> str:
     if name in GOALS:
         metric = GOALS[name][0]
         peer, ours = part.get("peer", {}), part.get("artok", {})
-        value = lambda side: f"{side[metric]:.4g}" if metric in side else (side.get("error") or side.get("skipped"))  # noqa: E731
+        value = lambda side: f"{side[metric]:.4g}" if metric in side else (side.get("error") or side.get("skipped"))
         ratio = f"ratio {part['ratio']:.2f} (goal {part['goal_ratio']:g}: {'PASS' if part['passed'] else 'FAIL'})" \
             if "ratio" in part else "no ratio"
         fraction = ours.get("roofline_fraction")

@@ -70,7 +70,7 @@ def download_timm(out: Path, version: str | None) -> list[dict]:
     requirement = f"timm=={version}" if version else "timm"
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-d", str(wheels),
                requirement]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise SystemExit(f"prepare_peers.py: pip download {requirement} failed ({last}); pass --no-wheel to skip it")

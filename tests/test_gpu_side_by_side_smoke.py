@@ -134,7 +134,7 @@ def test_peer_code_is_importable_only_inside_and_purged_after(script, tmp_path):
     package.mkdir(parents=True)
     (package / "thing.py").write_text("VALUE = 41\n")
     with script.peer_code(tmp_path / "peer"):
-        from models import thing  # noqa: PLC0415 - the fake peer's module
+        from models import thing
 
         assert thing.VALUE == 41
     assert "models.thing" not in sys.modules and "models" not in sys.modules
