@@ -113,3 +113,20 @@ def test_command_line_trains_samples_and_benchmarks_d_ar(tmp_path):
     assert json.loads(bench.read_text())["rows"][0]["images_per_s"] > 0
     assert main(["train-generator", "--tokenizer", str(tokenizer), "--generator", "d-ar", "--out", str(tmp_path / "x"),
                  "--generator-options", '{"num_groups": 3}', "--no-progress"]) == 2
+
+
+def test_previews_benchmark_runs_end_to_end(tmp_path):
+    """``benchmarks/dar_previews.py`` at a few steps: PSNR per prefix, the grid and the JSON."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "dar_previews.py"
+    spec = importlib.util.spec_from_file_location("dar_previews", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--out", str(tmp_path), "--steps", "2", "--gen-steps", "2", "--eval-images", "8",
+                        "--gen-images", "32", "--dim", "32", "--gen-dim", "32", "--gen-depth", "1",
+                        "--decode-steps", "4"]) == 0
+    report = json.loads((tmp_path / "dar_previews.json").read_text())
+    assert list(report["reconstruction"])[:4] == ["4/16", "8/16", "12/16", "16/16"]
+    assert report["sampling"]["preview_lengths"] == [4, 8, 12, 16] and (tmp_path / "previews.png").is_file()
