@@ -20,9 +20,17 @@ from pathlib import Path
 import torch
 
 from artok.data import load_dataset
-from artok.evaluation.frechet import feature_statistics, frechet_distance_from_statistics
+from artok.evaluation.frechet import (
+    feature_statistics,
+    frechet_distance_from_statistics,
+)
 from artok.evaluation.inception import load_inception, random_inception_state_dict
-from artok.evaluation.inception_metrics import InceptionFeatures, inception_features, inception_score, precision_recall
+from artok.evaluation.inception_metrics import (
+    InceptionFeatures,
+    inception_features,
+    inception_score,
+    precision_recall,
+)
 from artok.hub import atomic_write
 from artok.provenance import run_metadata
 

@@ -192,7 +192,6 @@ def run(args) -> None:
     for name in dict.fromkeys(KINDS[kind][0] for kind in kinds):
         tokenizers[name] = zoo_bench.get_tokenizer(name, out, train, args.tokenizer_steps, {})
         token_sets[name] = cached_tokens(tokenizers[name], train, progress=False)
-    tokenizer = tokenizers.get("vq", next(iter(tokenizers.values())))
     results_path = out / "results.json"
     results = {"budget": {"dataset": zoo_bench.DATASET, "threads": args.threads, "train_subset": len(train),
                           "generator_steps": args.steps, "generator_batch": args.batch_size,

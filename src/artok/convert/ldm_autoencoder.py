@@ -16,6 +16,7 @@ import re
 
 import torch
 
+from artok.convert.loading import load_exact
 from artok.tokenizers.autoencoder import AutoencoderConfig, AutoencoderTokenizer
 
 _LEVEL = re.compile(r"(encoder\.down|decoder\.up)\.(\d+)\.(block|attn)\.(\d+)\.")
@@ -77,21 +78,7 @@ def load_tokenizer(config: AutoencoderConfig, state: dict[str, torch.Tensor], so
                    derived: tuple[str, ...] = ("quantizer.usage",)) -> AutoencoderTokenizer:
     """`AutoencoderTokenizer(config)` holding ``state`` (artok names); every weight must be there with its
     shape, nothing else may be (``derived`` buffers keep their initial values when absent)."""
-    tokenizer = AutoencoderTokenizer(config)
-    expected = tokenizer.state_dict()
-    missing = [key for key in expected if key not in state and key not in derived]
-    unexpected = [key for key in state if key not in expected]
-    if missing or unexpected:
-        raise ValueError(f"{source} does not fit the autoencoder its shapes describe: missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(f"{source}: {key} has shape {list(value.shape)}, but the configuration read from the "
-                             f"other weights needs {list(expected[key].shape)}")
-        if not value.is_floating_point():
-            raise ValueError(f"{source}: {key} is {value.dtype}, not a floating-point weight")
-    tokenizer.load_state_dict({key: value.float() for key, value in state.items()}, strict=False)
-    return tokenizer.eval()
+    return load_exact(AutoencoderTokenizer(config), state, source, derived, what="autoencoder")
 
 
 def describe(config: AutoencoderConfig) -> str:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from artok.convert.loading import load_exact
 from artok.hub import read_weights
 from artok.tokenizers.titok import TiTokConfig, TiTokTokenizer
 from artok.tokenizers.titok_vqgan import MaskGITVQGAN, MaskGITVQGANConfig
@@ -137,25 +138,6 @@ def infer_config(state: dict[str, torch.Tensor], source: str, num_heads: int | N
         raise ValueError(f"{source}: {error}") from None
 
 
-def _load(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> torch.nn.Module:
-    """``state`` (artok names) into ``model``: every weight there with its shape, nothing else (the
-    quantizer's usage buffer is artok's own and keeps its initial value)."""
-    expected = model.state_dict()
-    missing = [key for key in expected if key not in state and key != "quantizer.usage"]
-    unexpected = [key for key in state if key not in expected]
-    if missing or unexpected:
-        raise ValueError(f"{source} does not fit the model its shapes describe: missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]}")
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise ValueError(f"{source}: {key} has shape {list(value.shape)}, but the configuration read from the "
-                             f"other weights needs {list(expected[key].shape)}")
-        if not value.is_floating_point():
-            raise ValueError(f"{source}: {key} is {value.dtype}, not a floating-point weight")
-    model.load_state_dict({key: value.float() for key, value in state.items()}, strict=False)
-    return model.eval()
-
-
 def with_pixel_decoder(state: dict[str, torch.Tensor], pixel_state: dict[str, torch.Tensor] | None,
                        source: str) -> dict[str, torch.Tensor]:
     """``state`` completed with the MaskGIT VQGAN's decoder and codebook as TiTok's training script adds
@@ -177,7 +159,7 @@ def convert_state_dict(state: dict[str, torch.Tensor], num_heads: int | None = N
     state = with_pixel_decoder(_clean(state), pixel_state, source)
     config = infer_config(state, source, num_heads)
     renamed = {_RENAMES.get(key, key): value for key, value in state.items()}
-    return _load(TiTokTokenizer(config), renamed, source)
+    return load_exact(TiTokTokenizer(config), renamed, source)
 
 
 
@@ -194,7 +176,7 @@ def convert_vqgan_state_dict(state: dict[str, torch.Tensor], image_size: int = 2
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from None
     renamed = {("quantizer.codebook" if key == "quantize.embedding.weight" else key): value for key, value in state.items()}
-    return _load(MaskGITVQGAN(config), renamed, source)
+    return load_exact(MaskGITVQGAN(config), renamed, source)
 
 
 def convert_file(path: str | Path, num_heads: int | None = None, pixel_decoder: str | Path | None = None):

@@ -1,8 +1,8 @@
 """xAR next-X prediction: ``model.py`` computes, ``sample.py`` samples."""
 
 from artok.generators.next_x.model import (
-    NextXConfig,
     HeadDenoiserGenerator,
+    NextXConfig,
     NextXGenerator,
     XARDenoiserGenerator,
     normalized_scales,
@@ -11,4 +11,4 @@ from artok.generators.next_x.model import (
     unit_layout,
 )
 
-__all__ = ['NextXConfig', 'normalized_scales', 'unit_layout', 'scale_pyramid', 'sample_flow_times', 'NextXGenerator', 'XARDenoiserGenerator', 'HeadDenoiserGenerator']
+__all__ = ['HeadDenoiserGenerator', 'NextXConfig', 'NextXGenerator', 'XARDenoiserGenerator', 'normalized_scales', 'sample_flow_times', 'scale_pyramid', 'unit_layout']
