@@ -297,6 +297,52 @@ def full_sampling(model, artok, labels: torch.Tensor, seed: int, cfg: float, tem
     return out
 
 
+def sampling_times(model, artok, batches: list[int], seed: int, cfg: float, temperature: float, steps: int,
+                   iterations: int, classes: int) -> dict:
+    """CPU seconds per call of MAR's own ``sample_tokens`` (its own RNG) and artok's `sample_mar` (plain
+    loop; its head graphs are a CUDA feature, so on CPU the "engine" call is the same eager loop and is
+    timed too) on the same converted weights, fp32, the faster of two calls each after a warm-up of one iteration."""
+    import time
+
+    import artok.generators.mar.sample as artok_sample
+    from artok.sampling.configs import MARSamplerConfig
+
+    diffloss, head = fp32_heads(model, artok)
+    mar_model, ours_model = copy.deepcopy(model).float(), copy.deepcopy(artok).float()
+    mar_model.diffloss, ours_model.head = diffloss, head
+    diffloss.gen_diffusion = mar_diffusion(steps)
+    config = MARSamplerConfig(iterations=iterations, steps=steps, cfg_scale=cfg, cfg_schedule="linear",
+                              temperature=temperature, method="ddpm")
+    rows = {}
+    for batch in batches:
+        labels = torch.arange(batch) % classes
+        torch.manual_seed(seed)
+
+        def theirs(n=iterations):
+            return mar_model.sample_tokens(batch, num_iter=n, cfg=cfg, cfg_schedule="linear", labels=labels,
+                                           temperature=temperature)
+
+        def ours(n=iterations, graphs=False):
+            return artok_sample.sample_mar(ours_model, labels, MARSamplerConfig(**{**vars(config), "iterations": n}),
+                                           torch.Generator().manual_seed(seed), cuda_graphs=graphs)
+
+        timings = {}
+        with torch.no_grad():
+            for name, call in (("mar_sample_tokens_s", theirs), ("artok_plain_s", ours),
+                               ("artok_engine_s", lambda n=iterations: ours(n, "auto"))):
+                call(1)  # warm-up
+                seconds = []
+                for _ in range(2):  # the faster of two calls: the CPU is shared
+                    began = time.perf_counter()
+                    call()
+                    seconds.append(time.perf_counter() - began)
+                timings[name] = min(seconds)
+        timings["speedup_plain"] = timings["mar_sample_tokens_s"] / timings["artok_plain_s"]
+        timings["speedup_engine"] = timings["mar_sample_tokens_s"] / timings["artok_engine_s"]
+        rows[str(batch)] = timings
+    return {"iterations": iterations, "steps": steps, "cfg": cfg, "threads": torch.get_num_threads(), "batches": rows}
+
+
 def mar_diffusion(steps: int):
     from diffusion import create_diffusion  # MAR's, from the clone
 
@@ -316,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=4, help="sample_tokens: MAR iterations")
     parser.add_argument("--sample-steps", type=int, default=20, help="sample_tokens: diffusion steps per iteration")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-batches", default="", help="also time both samplers at these batch sizes, e.g. 1,8")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/parity_mar.json"))
     args = parser.parse_args(argv)
     if not (args.peer / "models" / "mar.py").is_file():
@@ -340,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     labels = torch.arange(args.batch) % args.classes
     report["sample_tokens"] = full_sampling(model, artok, labels, args.seed + 4, args.cfg, args.temperature,
                                             args.sample_steps, args.iterations)
+    if args.time_batches:
+        report["cpu_sampling_times"] = sampling_times(
+            model, artok, [int(b) for b in args.time_batches.split(",")], args.seed + 6, args.cfg, args.temperature,
+            args.sample_steps, args.iterations, args.classes)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
