@@ -18,7 +18,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "old_layout"
 EXPECTED = load_file(str(FIXTURE / "expected.safetensors"))
 KINDS = sorted(path.name for path in FIXTURE.iterdir() if path.is_dir())
 #: kinds added after the fixture was recorded (they have no old layout)
-NEWER_KINDS = {"rar", "nar", "token-shuffle", "any-order", "hi-mar"}
+NEWER_KINDS = {"rar", "nar", "token-shuffle", "any-order", "hi-mar", "d-ar"}
 
 
 def _fast(generator):

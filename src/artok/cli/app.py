@@ -46,16 +46,19 @@ def _interrupt(signum, frame) -> None:
 
 @contextlib.contextmanager
 def _sigterm_stops():
-    """SIGTERM (``kill``, ``docker stop``) stops the server as Ctrl-C does; signals can only be set
-    from the main thread, so elsewhere (tests) nothing changes."""
+    """SIGTERM (``kill``, ``docker stop``) stops the server as Ctrl-C does, and Ctrl-C stops it even
+    when the parent started it with SIGINT ignored (Python then installs no handler of its own);
+    signals can only be set from the main thread, so elsewhere (tests) nothing changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {number: signal.signal(number, handler)
+                for number, handler in ((signal.SIGTERM, _interrupt), (signal.SIGINT, signal.default_int_handler))}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def run(args) -> int:
