@@ -54,8 +54,9 @@ from torch import nn
 from artok.hub import register_model
 from artok.nn import RMSNorm, TransformerBlock, swiglu_hidden_dim
 from artok.nn.adaln import TimestepEmbedder
-from artok.quantizers import QUANTIZERS, build_quantizer
+from artok.quantizers import build_quantizer
 from artok.tokenizers.base import Tokenizer, TokenizerOutput
+from artok.tokenizers.vit1d import check_latent_vit_config
 from artok.tokens import Tokens, TokenSpec
 
 
@@ -106,24 +107,17 @@ class DARTokenizerConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
-        if self.patch_size < 1 or self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
-        if min(self.encoder_depth, self.decoder_depth, self.num_latent_tokens, self.latent_dim, self.decode_steps) < 1:
-            raise ValueError("encoder_depth, decoder_depth, num_latent_tokens, latent_dim and decode_steps must be positive")
+        check_latent_vit_config(self)
+        if self.decode_steps < 1:
+            raise ValueError(f"decode_steps must be positive, got {self.decode_steps}")
         if self.context_depth < 0:
             raise ValueError(f"context_depth must be >= 0, got {self.context_depth}")
         if self.num_groups < 1 or self.num_latent_tokens % self.num_groups:
             raise ValueError(f"num_latent_tokens {self.num_latent_tokens} is not divisible by num_groups {self.num_groups}")
-        if self.time_shift <= 0 or self.flow_weight <= 0:
-            raise ValueError(f"time_shift and flow_weight must be positive, got {self.time_shift}, {self.flow_weight}")
+        if not (math.isfinite(self.time_shift) and math.isfinite(self.flow_weight)) or min(self.time_shift, self.flow_weight) <= 0:
+            raise ValueError(f"time_shift and flow_weight must be positive finite numbers, got {self.time_shift}, {self.flow_weight}")
         if not 0.0 <= self.prefix_dropout <= 1.0:
             raise ValueError(f"prefix_dropout must be in [0, 1], got {self.prefix_dropout}")
-        if self.quantizer not in QUANTIZERS:
-            raise ValueError(f"unknown quantizer {self.quantizer!r}; choose one of {sorted(QUANTIZERS)}")
 
     @property
     def num_patches(self) -> int:

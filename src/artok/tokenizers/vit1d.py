@@ -33,6 +33,21 @@ from artok.tokenizers.base import Tokenizer, TokenizerOutput
 from artok.tokens import Tokens, TokenSpec
 
 
+def check_latent_vit_config(config) -> None:
+    """The checks every latent-token ViT tokenizer config shares (this one's and D-AR's): image
+    channels, patches, heads, positive sizes, a known quantizer."""
+    if config.in_channels not in (1, 3):
+        raise ValueError(f"in_channels must be 1 or 3, got {config.in_channels}")
+    if config.patch_size < 1 or config.image_size % config.patch_size:
+        raise ValueError(f"image_size {config.image_size} is not divisible by patch_size {config.patch_size}")
+    if config.dim % config.num_heads:
+        raise ValueError(f"dim {config.dim} is not divisible by num_heads {config.num_heads}")
+    if min(config.encoder_depth, config.decoder_depth, config.num_latent_tokens, config.latent_dim) < 1:
+        raise ValueError("encoder_depth, decoder_depth, num_latent_tokens and latent_dim must be positive")
+    if config.quantizer not in QUANTIZERS:
+        raise ValueError(f"unknown quantizer {config.quantizer!r}; choose one of {sorted(QUANTIZERS)}")
+
+
 @dataclass
 class ViT1DTokenizerConfig:
     """Configuration of `ViT1DTokenizer`.
@@ -72,20 +87,11 @@ class ViT1DTokenizerConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.in_channels not in (1, 3):
-            raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
-        if self.patch_size < 1 or self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim {self.dim} is not divisible by num_heads {self.num_heads}")
-        if min(self.encoder_depth, self.decoder_depth, self.num_latent_tokens, self.latent_dim) < 1:
-            raise ValueError("encoder_depth, decoder_depth, num_latent_tokens and latent_dim must be positive")
+        check_latent_vit_config(self)
         if not 0.0 <= self.nested_dropout <= 1.0:
             raise ValueError(f"nested_dropout must be in [0, 1], got {self.nested_dropout}")
         if not 1 <= self.min_tokens <= self.num_latent_tokens:
             raise ValueError(f"min_tokens must be in [1, {self.num_latent_tokens}], got {self.min_tokens}")
-        if self.quantizer not in QUANTIZERS:
-            raise ValueError(f"unknown quantizer {self.quantizer!r}; choose one of {sorted(QUANTIZERS)}")
 
     @property
     def num_patches(self) -> int:
