@@ -10,6 +10,7 @@ its real-data floor), with sampling steps per image and CPU seconds per image, f
     nar            h + w - 1                         NAR: next-neighbour fronts
     token-shuffle  ceil(h/s) ceil(w/s)               Token-Shuffle: s x s windows per step
     any-order      2 x ASSD iterations (measured)    ASSD: any-subset AR, exact parallel sampling
+    d-ar           K = 16 1D tokens                  D-AR: next-token GPT over a diffusion tokenizer
     maskgit        iterations (reference row)        MaskGIT
 
 The tokenizer and the helpers come from ``benchmarks/generator_zoo.py`` (its Fashion-MNIST VQ
@@ -63,6 +64,7 @@ KINDS = {
                                                                    cfg_schedule="linear")),
     "hi-mar": ("kl", {**WIDTH, "depth": 3, "head_width": 128, "head_depth": 2},
                MARSamplerConfig(iterations=16, steps=25, cfg_scale=CFG)),
+    "d-ar": ("dar", {**WIDTH, "depth": 4}, SamplerConfig(cfg_scale=CFG)),  # plain GPT over D-AR's 16 1D tokens
     **{kind: entry for kind, entry in zoo_bench.GENERATORS.items() if kind not in ("raster", "maskgit")},
     "dimwise": ("ptq", {**WIDTH, "depth": 4, "head_width": 64, "head_depth": 2}, SamplerConfig(cfg_scale=CFG)),
 }
@@ -86,6 +88,23 @@ def sample_kind(kind: str, model, labels, sampler, rng, counts: list):
     return out.tokens
 
 
+def assd_alternatives(model, labels, sampler, seed: int) -> dict:
+    """CPU seconds per image of the same any-order model sampled by ASSD without its KV cache and by
+    the plain one-token-per-step cached loop (same law), beside the cached ASSD of the row."""
+    from artok.generators.any_order.sample import sample_any_order
+
+    out = {}
+    for name, run in (("assd_uncached", lambda b: sample_assd(model, b, sampler, rng, DRAFT_LENGTH, use_cache=False)),
+                      ("plain_loop", lambda b: sample_any_order(model, b, sampler, rng))):
+        rng = torch.Generator().manual_seed(seed)
+        with zoo_bench.Clock() as clock:
+            for i in range(0, labels.shape[0], 100):
+                run(labels[i : i + 100])
+        out[f"{name}_cpu_s_per_image"] = clock.cpu / labels.shape[0]
+        out[f"{name}_s_per_image"] = clock.wall / labels.shape[0]
+    return out
+
+
 def steps_per_image(kind: str, generator, sampler) -> int:
     """Transformer forward passes the kind's sampler makes per image (the per-token heads' denoising
     steps, which run a small MLP, are not counted)."""
@@ -106,6 +125,38 @@ def steps_per_image(kind: str, generator, sampler) -> int:
             return generator.num_units * (sampler.steps + 1) - 1
         return generator.num_units
     return config.seq_len  # raster, rar, dimwise, bitwise: tokens; token-shuffle: merged windows
+
+
+def get_tokenizer(name: str, out: Path, train, steps: int, dar_steps: int = 1500):
+    """The shared tokenizer ``name`` (cached under ``out/tokenizers``): generator_zoo's recipe, or
+    for ``dar`` D-AR's sequential diffusion tokenizer with ``dar_previews.py``'s defaults (16
+    tokens in 4 groups, 256 codes) trained for ``dar_steps`` x 64."""
+    if name != "dar":
+        return zoo_bench.get_tokenizer(name, out, train, steps, {})
+    import dar_previews
+
+    from artok.hub import from_pretrained, save_pretrained
+
+    directory = out / "tokenizers" / name
+    if (directory / "model.safetensors").is_file():
+        return from_pretrained(directory).eval()
+    tokenizer, _ = dar_previews.train_tokenizer_model(dar_previews.parse_args(
+        ["--out", str(out), "--dataset", zoo_bench.DATASET, "--steps", str(dar_steps)]), train)
+    save_pretrained(tokenizer, directory, extra={"dataset": zoo_bench.DATASET})
+    return tokenizer
+
+
+@torch.no_grad()
+def tokenizer_floor(tokenizer, full_train, classifier, test_stats, n: int) -> dict:
+    """FD (and PSNR) of the tokenizer's reconstructions of the same ``n`` train images the real
+    floor uses: the best FD a generator that samples this tokenizer's codes perfectly can expect."""
+    from artok.evaluation import psnr
+
+    index = torch.randperm(len(full_train), generator=torch.Generator().manual_seed(0))[:n]
+    images, _ = full_train.batch(index, "cpu")
+    reconstruction = torch.cat([tokenizer.decode(tokenizer.encode(images[i : i + 100])) for i in range(0, n, 100)])
+    return {"fd": evaluate_generation(classifier, reconstruction, None, test_stats)["fd"],
+            "psnr": psnr(reconstruction, images)}
 
 
 def options_for(kind: str, steps: int) -> dict:
@@ -132,6 +183,7 @@ def run_one(kind, seed, args, tokenizer, tokens, train, labels, classifier, test
                    for i in range(0, labels.shape[0], 100)]
     images = torch.cat([tokenizer.decode(tokens_) for tokens_ in samples])
     scores = evaluate_generation(classifier, images, labels, test_stats)
+    extra = assd_alternatives(model, labels, sampler, seed) if kind == "any-order" else {}
     row = {
         "kind": kind, "tokenizer": tokenizer_name, "seed": seed, "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "class_accuracy": scores["class_accuracy"], "fd": scores["fd"], "fd_floor": floor,
@@ -140,7 +192,7 @@ def run_one(kind, seed, args, tokenizer, tokens, train, labels, classifier, test
         "sample_s_per_image": sampling.wall / labels.shape[0], "sample_cpu_s_per_image": sampling.cpu / labels.shape[0],
         "train_wall_s": training.wall, "train_cpu_s": training.cpu,
         "first_loss": result.history[0]["loss"], "final_loss": result.history[-1]["loss"],
-        "generator_options": options_for(kind, args.steps), "sampler": sampler_config_to_dict(sampler),
+        "generator_options": options_for(kind, args.steps), "sampler": sampler_config_to_dict(sampler), **extra,
     }
     return row, images
 
@@ -165,13 +217,14 @@ def summarise(rows: list[dict]) -> dict:
 def print_table(results: dict) -> None:
     floor = results["budget"]["fd_floor"]
     print(f"{'kind':14s} {'params':>7s} {'steps/img':>9s} {'s/img':>7s} {'cpu s/img':>9s} {'acc':>12s} "
-          f"{'fd':>14s}  (fd floor {floor:.2f})")
+          f"{'fd':>14s} {'tok fd':>7s}  (fd floor {floor:.2f}; tok fd: the tokenizer's reconstructions)")
     for kind, entry in results["summary"].items():
         acc = f"{entry['class_accuracy']:.3f}" + (f"±{entry['class_accuracy_spread'] / 2:.3f}"
                                                   if "class_accuracy_spread" in entry else "")
         fd = f"{entry['fd']:.2f}" + (f"±{entry['fd_spread'] / 2:.2f}" if "fd_spread" in entry else "")
+        tokenizer_fd = results["budget"]["tokenizers"].get(KINDS[kind][0], {}).get("reconstruction_fd", float("nan"))
         print(f"{kind:14s} {entry['params_M']:6.3f}M {entry['steps_per_image']:9.1f} {entry['sample_s_per_image']:7.4f} "
-              f"{entry['sample_cpu_s_per_image']:9.4f} {acc:>12s} {fd:>14s}")
+              f"{entry['sample_cpu_s_per_image']:9.4f} {acc:>12s} {fd:>14s} {tokenizer_fd:7.2f}")
 
 
 def run(args) -> None:
@@ -188,21 +241,29 @@ def run(args) -> None:
     test_stats = reference_statistics(classifier, test)
     labels = torch.arange(train.num_classes).repeat_interleave(args.samples_per_class)
     floor = reference_fd(classifier, full_train, test_stats, n=labels.shape[0])
-    tokenizers, token_sets = {}, {}
-    for name in dict.fromkeys(KINDS[kind][0] for kind in kinds):
-        tokenizers[name] = zoo_bench.get_tokenizer(name, out, train, args.tokenizer_steps, {})
-        token_sets[name] = cached_tokens(tokenizers[name], train, progress=False)
     results_path = out / "results.json"
+    earlier = json.loads(results_path.read_text()) if args.resume and results_path.is_file() else {"rows": []}
+    tokenizers, token_sets, tokenizer_floors = {}, {}, {}
+    needed = [KINDS[kind][0] for kind in kinds]  # ... and the floors of the kept rows' tokenizers
+    for name in dict.fromkeys(needed + [KINDS[row["kind"]][0] for row in earlier["rows"] if row["kind"] in KINDS]):
+        tokenizers[name] = get_tokenizer(name, out, train, args.tokenizer_steps, args.dar_steps)
+        if name in needed:
+            token_sets[name] = cached_tokens(tokenizers[name], train, progress=False)
+        tokenizer_floors[name] = tokenizer_floor(tokenizers[name], full_train, classifier, test_stats, labels.shape[0])
+        print(f"tokenizer {name}: FD of reconstructions {tokenizer_floors[name]['fd']:.2f} "
+              f"(real {floor:.2f}), PSNR {tokenizer_floors[name]['psnr']:.2f} dB", flush=True)
     results = {"budget": {"dataset": zoo_bench.DATASET, "threads": args.threads, "train_subset": len(train),
                           "generator_steps": args.steps, "generator_batch": args.batch_size,
                           "tokenizer_steps": args.tokenizer_steps, "samples": int(labels.shape[0]), "fd_floor": floor,
                           "tokenizers": {name: {"grid": list(t.spec.grid) if t.spec.grid else None, "layout": t.spec.layout,
-                                                "kind": t.spec.kind, "vocab_size": t.spec.vocab_size}
+                                                "kind": t.spec.kind, "vocab_size": t.spec.vocab_size,
+                                                "seq_len": t.spec.seq_len,
+                                                "reconstruction_fd": tokenizer_floors[name]["fd"],
+                                                "reconstruction_psnr": tokenizer_floors[name]["psnr"]}
                                          for name, t in tokenizers.items()},
                           "command": " ".join(sys.argv)},
                "rows": []}
-    if args.resume and results_path.is_file():  # keep the rows of other kinds / seeds from earlier runs
-        earlier = json.loads(results_path.read_text())
+    if earlier["rows"]:  # --resume: keep the rows of other kinds / seeds from earlier runs
         redo = {(kind, seed) for kind in kinds for seed in seeds}
         results["rows"] = [row for row in earlier["rows"] if (row["kind"], row["seed"]) not in redo]
         results["budget"]["tokenizers"] = {**earlier["budget"].get("tokenizers", {}), **results["budget"]["tokenizers"]}
@@ -241,13 +302,16 @@ def write_report(out: Path, results: dict, class_names, columns: int) -> None:
         f"natural tokenizer ({', '.join(budget['tokenizers'])}; {budget['tokenizer_steps']} tokenizer steps), at "
         f"parameters within 10% of raster's. {budget['samples']} samples are scored by the reference classifier: "
         f"class accuracy and FD against the test split; the FD floor (as many real train images) is "
-        f"{budget['fd_floor']:.2f}. With several seeds the table shows the mean +- half the spread.")
+        f"{budget['fd_floor']:.2f}; tokenizer_fd is the FD of the kind's tokenizer reconstructing those same "
+        f"train images (the floor a perfect generator of its codes can expect). With several seeds the table "
+        f"shows the mean +- half the spread.")
     rows = []
     for kind, entry in results["summary"].items():
         row = {"kind": kind, "tokenizer": KINDS[kind][0] if kind in KINDS else "", "params_M": entry["params_M"],
                "steps_per_image": entry["steps_per_image"], "sample_cpu_s_per_image": entry["sample_cpu_s_per_image"],
                "train_wall_s": entry["train_wall_s"], "seeds": ",".join(map(str, entry["seeds"])),
-               "class_accuracy": entry["class_accuracy"], "fd": entry["fd"], "fd_floor": budget["fd_floor"]}
+               "class_accuracy": entry["class_accuracy"], "fd": entry["fd"], "fd_floor": budget["fd_floor"],
+               "tokenizer_fd": budget["tokenizers"].get(KINDS.get(kind, ("",))[0], {}).get("reconstruction_fd")}
         for field in ("class_accuracy", "fd"):
             if f"{field}_spread" in entry:
                 row[f"{field}_half_spread"] = entry[f"{field}_spread"] / 2
@@ -272,6 +336,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=300, help="generator training steps (every kind)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--tokenizer-steps", type=int, default=400)
+    parser.add_argument("--dar-steps", type=int, default=1500, help="D-AR tokenizer steps (x 64)")
     parser.add_argument("--limit", type=int, default=10000, help="class-balanced train subset")
     parser.add_argument("--samples-per-class", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
