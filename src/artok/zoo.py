@@ -42,6 +42,7 @@ import torch
 import artok.tokenizers  # noqa: F401 - registers every built-in tokenizer, so `from_pretrained` below knows them
 from artok.generators.any_order.model import AnyOrderConfig, AnyOrderGenerator
 from artok.generators.any_order.sample import sample_any_order, sample_any_order_recompute
+from artok.generators.any_order.speculative import speculative_any_order
 from artok.generators.base import Generator
 from artok.generators.dar.model import DARConfig, DARGenerator
 from artok.generators.dar.sample import sample_dar
@@ -218,7 +219,7 @@ for _row in (
          uncached=sample_token_shuffle_recompute,
          description="Token-Shuffle raster GPT over s x s merged windows (h w / s^2 steps)"),
     Kind("any-order", AnyOrderGenerator, AnyOrderConfig, "raster", sample_any_order,
-         uncached=sample_any_order_recompute, fixed=("token_spec", "num_classes", "head", "head_width", "head_depth"),
+         uncached=sample_any_order_recompute, speculative=speculative_any_order, fixed=("token_spec", "num_classes", "head", "head_width", "head_depth"),
          description="any-subset AR (random orders, target-aware positions); exact parallel ASSD sampling"),
     Kind("hi-mar", HiMARGenerator, HiMARConfig, "mar", sample_hi_mar, estimates_token_scale=True,
          description="Hi-MAR: MAR over low-resolution pivots, then over the full grid given them"),

@@ -83,3 +83,23 @@ def test_speculative_sampling_from_the_command_line(tmp_path, cache, capsys):
                  "--out", str(tmp_path / "t.png"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("artok: error:") and "final_noise" in err and "\n" not in err
+
+
+def test_assd_from_the_command_line(tmp_path, cache, capsys):
+    """``--draft self`` samples an any-order generator with ASSD (the model drafts for itself); a
+    separate draft folder is refused in one line."""
+    tokenizer = saved_tokenizer(tmp_path / "tok", "vq", {"codebook_size": 16, "codebook_dim": 4})
+    out = tmp_path / "gen"
+    assert main(["train-generator", "--tokenizer", tokenizer, "--dataset", "digits", "--out", str(out),
+                 "--generator", "any-order", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--generator", str(out), "--draft", "self", "--draft-length", "3", "--labels", "0,1",
+                 "--per-label", "2", "--out", str(tmp_path / "s.png"), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert (tmp_path / "s.png").is_file() and "speculative:" in text and "acceptance" in text
+    per_pass = float(text.split("speculative: ")[1].split(" per target pass")[0])
+    assert 0.5 <= per_pass <= 2.0  # 16 tokens: >= 1 token per (draft + verify) pair, <= k + 1 = 4 per pair
+    assert main(["sample", "--generator", str(out), "--draft", str(out), "--labels", "0", "--out",
+                 str(tmp_path / "t.png"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("artok: error:") and "--draft self" in err and "\n" not in err

@@ -235,9 +235,10 @@ def add_sampling(parser: argparse.ArgumentParser, speculative: bool = True) -> N
     if not speculative:
         return
     group.add_argument("--draft", help="saved smaller generator of the same kind and tokenizer: exact speculative "
-                                       "sampling (raster: tokens, mar: iterations per target pass)")
+                                       "sampling (raster: tokens, mar: iterations per target pass); 'self' for "
+                                       "an any-order generator: ASSD, the model drafts for itself")
     group.add_argument("--draft-length", type=positive_int, default=4,
-                       help="tokens (raster) or MAR iterations drafted per target pass (default: 4)")
+                       help="tokens (raster, any-order) or MAR iterations drafted per target pass (default: 4)")
 
 
 def sampling_config(args, generator):
@@ -248,7 +249,10 @@ def sampling_config(args, generator):
         raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
     stored = generator.extra.get("sampling")
     sampler = sampler_config_for(generator, stored if isinstance(stored, dict) else None, sampling_overrides(args))
-    draft = from_pretrained(args.draft, args.device, role="generator").eval() if getattr(args, "draft", None) else None
+    given = getattr(args, "draft", None)
+    if given == "self":
+        return sampler, generator
+    draft = from_pretrained(given, args.device, role="generator").eval() if given else None
     return sampler, draft
 
 

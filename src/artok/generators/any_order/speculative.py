@@ -31,6 +31,7 @@ from artok.nn.kv_cache import installed_caches
 from artok.sampling.engine_support import RowKVCache
 from artok.sampling.configs import SamplerConfig
 from artok.sampling.logits import cfg_combine, exponential_noise, logits_to_probs
+from artok.sampling.speculative import SpeculativeOutput, SpeculativeStats
 from artok.tokens import Tokens
 
 
@@ -38,12 +39,20 @@ from artok.tokens import Tokens
 class ASSDOutput:
     """ASSD's samples and counts: ``forwards`` model passes in all (draft + verify, each over the
     whole batch), ``iterations`` per row (two passes each), ``tokens_per_forward`` =
-    tokens per image / (2 x mean iterations)."""
+    tokens per image / (2 x mean iterations), ``accepted`` of ``proposed`` drafts kept."""
 
     tokens: Tokens
     forwards: int
     iterations: torch.Tensor
     tokens_per_forward: float
+    accepted: int = 0
+    proposed: int = 0
+
+    def stats(self) -> SpeculativeStats:
+        """The library's `SpeculativeStats`: both passes are the model's own (no draft model)."""
+        return SpeculativeStats(mean_accepted=self.tokens_per_forward,
+                                acceptance_rate=self.accepted / self.proposed if self.proposed else float("nan"),
+                                target_forwards=self.forwards, draft_forwards=0, rounds=int(self.iterations.max()))
 
 
 def guided(logits: torch.Tensor, config: SamplerConfig) -> torch.Tensor:
@@ -152,7 +161,7 @@ def sample_assd(generator, labels: torch.Tensor, config: SamplerConfig, rng: tor
     grid = torch.zeros(count, length, dtype=torch.long, device=device)
     known = torch.zeros(count, dtype=torch.long, device=device)
     iterations = torch.zeros(count, dtype=torch.long, device=device)
-    forwards, steps = 0, torch.arange(draft_length, device=device)
+    forwards, accepted, proposed, steps = 0, 0, 0, torch.arange(draft_length, device=device)
     passes = _CachedPasses(generator, rows, row_orders, draft_length) if use_cache else None
     while (known < length).any():
         active = known < length
@@ -178,6 +187,8 @@ def sample_assd(generator, labels: torch.Tensor, config: SamplerConfig, rng: tor
         kept = accept_drafts(drafts, draft_probs, target_probs, valid, rng)
         extra = next_after(kept, draft_probs, target_probs, bonus_probs, rng)
         forwards += 2
+        accepted += int(kept[active].sum())
+        proposed += int((valid & active[:, None]).sum())
         keep_mask = (steps[None] < kept[:, None]) & active[:, None]
         grid = place(grid, cells, drafts, keep_mask)
         extra_position = known + kept
@@ -187,4 +198,13 @@ def sample_assd(generator, labels: torch.Tensor, config: SamplerConfig, rng: tor
         iterations += active.long()
         known = torch.where(active, (known + kept + has_extra.long()).clamp(max=length), known)
     rate = length / (2 * iterations.double().mean().item())
-    return ASSDOutput(Tokens(generator.spec, ids=grid), forwards, iterations, rate)
+    return ASSDOutput(Tokens(generator.spec, ids=grid), forwards, iterations, rate, accepted, proposed)
+
+
+def speculative_any_order(target, draft, labels, config, rng, draft_length: int) -> SpeculativeOutput:
+    """The kind table's speculative entry: ASSD, where the model drafts for itself (``draft`` must
+    be ``target``; the CLI's ``--draft self``)."""
+    if draft is not target:
+        raise ValueError("an any-order generator drafts for itself (ASSD): pass --draft self (draft=the generator)")
+    out = sample_assd(target, labels, config, rng, draft_length=draft_length)
+    return SpeculativeOutput(out.tokens, out.stats())
