@@ -156,6 +156,7 @@ def sample_assd(generator, labels: torch.Tensor, config: SamplerConfig, rng: tor
     if config.uses_cfg and config.cfg_schedule != "constant":
         raise ValueError("ASSD samples with a constant guidance scale; set cfg_schedule='constant'")
     length, count, device = generator.config.seq_len, labels.shape[0], labels.device
+    draft_length = min(draft_length, length)  # more drafts than tokens never helps (and would size the cache)
     orders = draw_orders(count, length, rng, device) if orders is None else orders
     rows, row_orders = guided_labels(generator, labels, config), _doubled(orders, config)
     grid = torch.zeros(count, length, dtype=torch.long, device=device)
