@@ -143,6 +143,9 @@ def test_cached_assd_equals_the_recomputing_reference(draft_length):
                             use_cache=use_cache) for use_cache in (True, False)]
         assert torch.equal(outs[0].tokens.ids, outs[1].tokens.ids), config
         assert torch.equal(outs[0].iterations, outs[1].iterations) and outs[0].forwards == outs[1].forwards
+        if draft_length == 12:  # past the sequence: capped at L (a hostile 10**9 allocates nothing more)
+            huge = sample_assd(generator, labels, config, torch.Generator().manual_seed(4), draft_length=10**9)
+            assert torch.equal(huge.tokens.ids, outs[0].tokens.ids)
         if draft_length in (3, 5):  # with k = 1 every row keeps 2 per pass; with k = 12 one pass ends it
             assert len(set(outs[0].iterations.tolist())) > 1  # rows did advance unevenly
 

@@ -62,6 +62,17 @@ def test_identical_draft_is_always_accepted(tiny_generator):
     assert out.tokens.ids.shape == (4, 9) and int(out.tokens.ids.max()) < 17
 
 
+def test_a_huge_draft_length_is_capped_at_the_sequence(tiny_generator):
+    """No round can use more than seq_len - 1 drafts: a hostile --draft-length neither sizes the
+    caches by it nor loops over it, and samples as the largest useful length does."""
+    labels, config = torch.arange(3), SamplerConfig(cfg_scale=2.0)
+    huge = speculative_sample(tiny_generator, tiny_generator, labels, config, torch.Generator().manual_seed(1),
+                              num_draft=10**9)
+    useful = speculative_sample(tiny_generator, tiny_generator, labels, config, torch.Generator().manual_seed(1),
+                                num_draft=tiny_generator.config.seq_len - 1)
+    assert torch.equal(huge.tokens.ids, useful.tokens.ids) and huge.stats.target_forwards == 2
+
+
 def test_verify_drafts_hand_cases():
     p = torch.tensor([[[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]])  # k = 1: one draft position + bonus
     q = torch.tensor([[[0.0, 0.0, 1.0]]])

@@ -150,6 +150,7 @@ def speculative_sample(
     check_pair(target, draft)
     acceptance = acceptance or EXACT
     guided, batch, seq_len = config.uses_cfg, labels.shape[0], target.config.seq_len
+    num_draft = min(num_draft, max(1, seq_len - 1))  # no round can use more (a huge value would size the caches)
     target_engine = make_engine(target, batch, guided, num_draft + 1, target_engine, engine_options)
     draft_engine = make_engine(draft, batch, guided, num_draft + 1, draft_engine, engine_options)
     labels = labels.to(target_engine.device)
