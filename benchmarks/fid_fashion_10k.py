@@ -35,10 +35,11 @@ from artok.hub import atomic_write
 from artok.provenance import run_metadata
 
 
-def _chunked_features(network, images: torch.Tensor, name: str, work: Path, chunk: int, batch: int) -> tuple[InceptionFeatures, float, int]:
+def _chunked_features(network, images: torch.Tensor, name: str, work: Path, chunk: int, batch: int,
+                      reverse: bool = False) -> tuple[InceptionFeatures, float, int]:
     seconds, computed = 0.0, 0
-    parts = []
-    for start in range(0, images.shape[0], chunk):
+    starts = list(range(0, images.shape[0], chunk))
+    for start in reversed(starts) if reverse else starts:
         path = work / f"{name}_{start:05d}.pt"
         if not path.exists():
             began = time.perf_counter()
@@ -47,7 +48,7 @@ def _chunked_features(network, images: torch.Tensor, name: str, work: Path, chun
             computed += min(chunk, images.shape[0] - start)
             atomic_write(path, lambda temporary, f=features: torch.save(vars(f), temporary))
             print(f"{name} {start + chunk}/{images.shape[0]} ({time.perf_counter() - began:.0f} s)", flush=True)
-        parts.append(torch.load(path, weights_only=True))
+    parts = [torch.load(work / f"{name}_{start:05d}.pt", weights_only=True) for start in starts]
     joined = InceptionFeatures(**{key: torch.cat([part[key] for part in parts]) for key in ("pool", "logits", "spatial")})
     return joined, seconds, computed
 
@@ -60,6 +61,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path)
     parser.add_argument("--work", type=Path, default=Path("runs/fid10k"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/fid_fashion_10k.json"))
+    parser.add_argument("--reverse", action="store_true",
+                        help="featurise the chunks last to first: a second process beside a first one "
+                             "(a chunk either finds done is skipped; the files are written atomically)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     weights = args.weights
@@ -70,8 +74,10 @@ def main() -> None:
     network = load_inception(weights)
     test = load_dataset("fashion-mnist", "test").images[: args.n]
     train = load_dataset("fashion-mnist", "train").images[: args.n]
-    real, real_seconds, real_count = _chunked_features(network, test, "test", args.work, args.chunk, args.batch)
-    fake, fake_seconds, fake_count = _chunked_features(network, train, "train", args.work, args.chunk, args.batch)
+    jobs = [("test", test), ("train", train)]
+    done = {name: _chunked_features(network, images, name, args.work, args.chunk, args.batch, args.reverse)
+            for name, images in (reversed(jobs) if args.reverse else jobs)}
+    (real, real_seconds, real_count), (fake, fake_seconds, fake_count) = done["test"], done["train"]
     seconds, count = real_seconds + fake_seconds, real_count + fake_count
     began = time.perf_counter()
     mean, std = inception_score(fake.logits, 10)
