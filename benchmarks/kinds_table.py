@@ -195,7 +195,7 @@ def run_one(kind, seed, args, tokenizer, tokens, train, labels, classifier, test
         "kind": kind, "tokenizer": tokenizer_name, "seed": seed, "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "class_accuracy": scores["class_accuracy"], "fd": scores["fd"], "fd_floor": floor,
         "steps_per_image": statistics.fmean(counts) if counts else steps_per_image(kind, model, sampler),
-        "tokens_per_image": tokenizer.spec.seq_len,
+        "tokens_per_image": tokenizer.spec.seq_len, "generator_steps": args.steps, "generator_batch": args.batch_size,
         "sample_s_per_image": sampling.wall / labels.shape[0], "sample_cpu_s_per_image": sampling.cpu / labels.shape[0],
         "train_wall_s": training.wall, "train_cpu_s": training.cpu,
         "first_loss": result.history[0]["loss"], "final_loss": result.history[-1]["loss"],
