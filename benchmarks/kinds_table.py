@@ -142,7 +142,8 @@ def get_tokenizer(name: str, out: Path, train, steps: int, dar_steps: int = 1500
         return zoo_bench.get_tokenizer(name, out, train, steps, {})
     import dar_previews
 
-    from artok.hub import from_pretrained, save_pretrained
+    from artok.hub import save_pretrained
+    from artok.zoo import from_pretrained
 
     directory = out / "tokenizers" / name
     if (directory / "model.safetensors").is_file():
